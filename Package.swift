@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (DESIGN.md): executables -> VZSource/VZTarget -> VZTransport/VZPlatform/VZFormats -> VZCore.
+// Each C library is imported by exactly one wrapper: COpenSSL and CLZ4 by VZPlatform, CLibSSH2 by VZTransport.
+let package = Package(
+    name: "vzrepl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "vzrepl-source", targets: ["vzrepl-source"]),
+        .executable(name: "vzrepl-target", targets: ["vzrepl-target"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CVZShims"),
+        .target(name: "VZCore"),
+        .target(name: "VZFormats", dependencies: ["VZCore"]),
+        .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL"]),
+        .target(name: "VZTransport", dependencies: ["VZCore", "VZPlatform", "CVZShims", "CLibSSH2",
+                                                    .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VZSource", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTransport",
+                                                 .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTransport",
+                                                 .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "vzrepl-source", dependencies: [
+            "VZSource", "VZCore", "VZPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "vzrepl-target", dependencies: [
+            "VZTarget", "VZCore", "VZPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VZCoreTests", dependencies: ["VZCore"]),
+        .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore"]),
+        .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore"]),
+        .testTarget(name: "VZTransportTests", dependencies: ["VZTransport", "VZCore", "VZPlatform",
+                                                             .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
+                                                          .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

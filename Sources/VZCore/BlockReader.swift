@@ -1,0 +1,31 @@
+/// Where the source reads a disk from: a raw image, a block device, later a VMDK chain or a
+/// HotAdd-attached snapshot disk. Implementations must allow concurrent `read` calls.
+public protocol BlockReader: AnyObject {
+    /// Size of the virtual disk in bytes.
+    var capacity: UInt64 { get }
+    /// A human name for messages (the path, or the descriptor and chain).
+    var displayName: String { get }
+    /// Fills `buffer` with the disk's bytes at `offset`; bytes past `capacity` are not requested.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Extents that are known to hold only zeros without reading them (holes of a sparse file,
+    /// unallocated grains). An empty answer is always correct.
+    func knownZeroExtents() throws -> ExtentSet
+}
+
+extension BlockReader {
+    public func knownZeroExtents() throws -> ExtentSet { ExtentSet() }
+}
+
+/// Where the target writes a disk to: a flat VMDK today, a HotAdd-attached block device later.
+public protocol Replica: AnyObject {
+    var capacity: UInt64 { get }
+    var displayName: String { get }
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+    func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws
+    /// Makes the extent read as zeros, releasing storage where the medium can (a hole).
+    func writeZeros(_ extent: Extent) throws
+    /// True when the extent is known to be a hole (so an undo record needs no data).
+    func isHole(_ extent: Extent) throws -> Bool
+    /// Makes every completed write durable; a failure here fails the pass.
+    func flush() throws
+}

@@ -1,0 +1,38 @@
+/// The one error type of vzrepl. Callers switch on `kind`; `message` names the file, frame or
+/// field and the reason, for a field engineer reading the log.
+public struct VZError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        // configuration
+        case badJobFile, badArgument
+        // source side
+        case sourceIO, sourceChanged
+        // wire
+        case protocolViolation, corruptFrame, hashMismatch, versionMismatch
+        // transport (libssh2 / child process)
+        case connectionRefused, connectionLost, timeout, dnsFailure
+        case hostKeyMismatch, hostKeyUnknown, authenticationFailed, noAcceptableCipher, transport
+        // target side
+        case targetRefused, corruptMap, corruptJournal, replicaIO, noSpace, pathOutsideRoot, locked
+        // anything else
+        case `internal`
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { "\(kind.rawValue): \(message)" }
+
+    /// Transient errors (a lost link, a timeout) may be retried by the controller; the rest are
+    /// permanent until someone changes something.
+    public var isTransient: Bool {
+        switch kind {
+        case .connectionLost, .timeout, .connectionRefused, .dnsFailure: return true
+        default: return false
+        }
+    }
+}
