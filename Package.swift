@@ -11,8 +11,8 @@ let package = Package(
         .executable(name: "vzrepl-target", targets: ["vzrepl-target"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
@@ -21,7 +21,8 @@ let package = Package(
         .target(name: "CVZShims"),
         .target(name: "VZCore"),
         .target(name: "VZFormats", dependencies: ["VZCore"]),
-        .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL"]),
+        .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL",
+                                                .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZTransport", dependencies: ["VZCore", "VZPlatform", "CVZShims", "CLibSSH2",
                                                     .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZSource", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTransport",

@@ -1,0 +1,83 @@
+import Foundation
+import Glibc
+import Logging
+
+/// One log line per event, to stderr and to a log file, for a field engineer reading it at night:
+///
+///     2026-11-25T03:12:44.123Z info  vzrepl.source job=web01 disk=disk0 pass=3f2a: seeded 12 GiB
+///
+/// Metadata (job, disk, pass, ...) is printed as key=value in a stable order. Never writes stdout:
+/// stdout of `vzrepl-source` carries the JSON-lines events, of `vzrepl-target` the protocol.
+public struct LineLogHandler: LogHandler {
+    public final class Sink: @unchecked Sendable {
+        private let lock = NSLock()
+        private let file: UnsafeMutablePointer<FILE>?
+        public let filePath: String?
+
+        public init(filePath: String?) {
+            self.filePath = filePath
+            if let p = filePath {
+                let dir = (p as NSString).deletingLastPathComponent
+                if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+                file = fopen(p, "a")
+                if file == nil { fputs("warning: cannot open log file \(p): \(String(cString: strerror(errno))); logging to stderr only\n", stderr) }
+            } else {
+                file = nil
+            }
+        }
+
+        func write(_ line: String) {
+            lock.lock()
+            defer { lock.unlock() }
+            fputs(line, stderr)
+            if let f = file { fputs(line, f); fflush(f) }
+        }
+    }
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    private let label: String
+    private let sink: Sink
+
+    public init(label: String, sink: Sink, level: Logger.Level) {
+        self.label = label
+        self.sink = sink
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    private static let formatter: ISO8601DateFormatter = {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }()
+    private static let formatterLock = NSLock()
+
+    public func log(event: LogEvent) {
+        emit(level: event.level, message: event.message, metadata: event.metadata)
+    }
+
+    private func emit(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?) {
+        var all = metadata
+        if let extra { all.merge(extra) { $1 } }
+        let order = ["job", "disk", "pass"]
+        var fields = order.compactMap { k in all[k].map { "\(k)=\($0)" } }
+        fields += all.keys.filter { !order.contains($0) }.sorted().map { "\($0)=\(all[$0]!)" }
+        LineLogHandler.formatterLock.lock()
+        let time = LineLogHandler.formatter.string(from: Date())
+        LineLogHandler.formatterLock.unlock()
+        let lvl = level.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+        let meta = fields.isEmpty ? "" : " " + fields.joined(separator: " ")
+        sink.write("\(time) \(lvl)\(label)\(meta): \(message)\n")
+    }
+
+    /// Installs the handler for every logger of the process.
+    public static func bootstrap(filePath: String?, level: Logger.Level) {
+        let sink = Sink(filePath: filePath)
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, sink: sink, level: level) }
+    }
+}

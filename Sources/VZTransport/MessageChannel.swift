@@ -1,0 +1,94 @@
+import VZCore
+
+/// Frames `Message`s over a `ByteStream`: the banner exchange, then send and receive. The decoding
+/// itself is the pure `FrameDecoder`; this only feeds it.
+public final class MessageChannel {
+    public static let protocolVersion = 1
+    public static let bannerPrefix = "VZREPL/"
+    /// A banner is one ASCII line of at most this many bytes.
+    public static let maxBannerLength = 128
+
+    public let stream: ByteStream
+    public let peerName: String
+    private var decoder: FrameDecoder
+    private var readBuffer: [UInt8]
+    private var pending: [UInt8] = []
+    public private(set) var bytesSent: UInt64 = 0
+    public private(set) var bytesReceived: UInt64 = 0
+
+    public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload) {
+        self.stream = stream
+        self.peerName = peerName
+        decoder = FrameDecoder(maxPayload: maxPayload)
+        readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+    }
+
+    /// Sends our banner line and checks the peer's: "VZREPL/1 <agent> <version>\n".
+    public func exchangeBanners(agent: String, version: String) throws -> String {
+        try stream.write(Array("\(MessageChannel.bannerPrefix)\(MessageChannel.protocolVersion) \(agent) \(version)\n".utf8))
+        var line: [UInt8] = []
+        var byte = [UInt8](repeating: 0, count: 1)
+        // Byte by byte: the banner is tiny and frames follow it immediately.
+        while true {
+            let n = try byte.withUnsafeMutableBytes { try stream.read(into: $0) }
+            guard n == 1 else {
+                throw VZError(.connectionLost, "\(peerName): connection closed before the protocol banner"
+                              + (line.isEmpty ? "" : " (got '\(String(decoding: line, as: UTF8.self))')"))
+            }
+            if byte[0] == 0x0A { break }
+            line.append(byte[0])
+            guard line.count <= MessageChannel.maxBannerLength else {
+                throw VZError(.protocolViolation, "\(peerName): banner longer than \(MessageChannel.maxBannerLength) bytes: not a vzrepl agent (got '\(String(decoding: line.prefix(60), as: UTF8.self))...')")
+            }
+        }
+        let banner = String(decoding: line, as: UTF8.self)
+        guard banner.hasPrefix(MessageChannel.bannerPrefix) else {
+            throw VZError(.protocolViolation, "\(peerName): expected a banner starting with '\(MessageChannel.bannerPrefix)', got '\(banner.prefix(80))': not a vzrepl agent")
+        }
+        let versionField = banner.dropFirst(MessageChannel.bannerPrefix.count).prefix { $0 != " " }
+        guard Int(versionField) == MessageChannel.protocolVersion else {
+            throw VZError(.versionMismatch, "\(peerName): speaks protocol version \(versionField), this agent speaks \(MessageChannel.protocolVersion) ('\(banner)')")
+        }
+        return banner
+    }
+
+    public func send(_ message: Message) throws {
+        try sendEncoded(message.encodedFrame())
+    }
+
+    /// Sends an already encoded frame (the pipeline encodes block frames on worker threads).
+    public func sendEncoded(_ frame: [UInt8]) throws {
+        try stream.write(frame)
+        bytesSent += UInt64(frame.count)
+    }
+
+    /// The next message, or nil at a clean end of stream between frames.
+    public func receive() throws -> Message? {
+        while true {
+            if let frame = try decoder.nextFrame() {
+                return try Message.decode(frame, frameNumber: decoder.framesDecoded)
+            }
+            let n = try readBuffer.withUnsafeMutableBytes { try stream.read(into: $0) }
+            if n == 0 {
+                if decoder.bufferedBytes > 0 {
+                    throw VZError(.connectionLost, "\(peerName): connection closed in the middle of frame #\(decoder.framesDecoded + 1) (\(decoder.bufferedBytes) bytes of it received)")
+                }
+                return nil
+            }
+            bytesReceived += UInt64(n)
+            readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+
+    /// Like `receive`, but an end of stream is an error naming what was expected, and an `error`
+    /// message from the peer becomes a thrown `VZError` with the peer's kind.
+    public func expect(_ what: String) throws -> Message {
+        guard let m = try receive() else {
+            throw VZError(.connectionLost, "\(peerName): connection closed while waiting for \(what)")
+        }
+        if case let .error(kind, message) = m {
+            throw VZError(VZError.Kind(rawValue: kind) ?? .targetRefused, "\(peerName): \(message)")
+        }
+        return m
+    }
+}
