@@ -17,6 +17,8 @@ public struct FlatDescriptor: Equatable, Sendable {
     }
 
     public var sectors: UInt64 { (capacity + 511) / 512 }
+    /// The CID as the descriptor writes it: 8 lowercase hex digits.
+    public var cidHex: String { String(format8: cid) }
 
     public func text() -> String {
         let cidHex = String(format8: cid)

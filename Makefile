@@ -1,0 +1,45 @@
+# vzrepl — the README's two commands: `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+SWIFT ?= swift
+CONFIG ?= release
+BUILD_FLAGS := -c $(CONFIG)
+BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
+
+# Debian packages the build, the tests and the demo need (the C libraries, and the real
+# components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench).
+DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev openssh-server openssh-client qemu-utils \
+                lz4 openssl rsync strace e2fsprogs util-linux time coreutils python3
+
+.PHONY: all deps build demo test bench fuzz clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "swift not found: install the Swift 6 toolchain (see README)"; exit 1; }
+
+build: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+
+demo: build
+	VZREPL_BIN="$(BIN)" Scripts/demo.sh
+
+# Unit tests of the pure core and formats, then end-to-end tests that run the release
+# executables against real files, qemu-img and a real sshd.
+test: build
+	VZREPL_BIN="$(BIN)" $(SWIFT) test $(BUILD_FLAGS) --parallel --num-workers 2
+
+bench: build
+	VZREPL_BIN="$(BIN)" Scripts/bench.sh
+
+fuzz: deps
+	Scripts/fuzz.sh
+
+clean:
+	rm -rf .build .build-*

@@ -1,0 +1,217 @@
+import Foundation
+import Glibc
+import Logging
+import VZCore
+import VZFormats
+import VZPlatform
+import VZTransport
+
+/// One disk's pass on the target: open or create the replica, report the map, apply the blocks
+/// the source sends (decompressed and verified on worker threads, written in order, each batch's
+/// originals protected by the journal first), then commit: flush the replica, write the new
+/// `.vzmap` atomically (its rename is the commit point), record a new CID, drop the journal.
+final class DiskSession {
+    struct Options {
+        var workers = 2
+        /// Blocks decoded ahead of the writer; bounds memory at about depth x blockSize x 2.
+        var depth = 8
+        /// How many bytes of blocks one journal group commit covers.
+        var batchBytes = 16 << 20
+        /// Test-only: apply without the undo journal (the benchmark's reference run).
+        var journaled = true
+        var executablePath = CommandLine.arguments.first ?? "vzrepl-target"
+        var rootPath = ""
+    }
+
+    enum Incoming {
+        case block(Message.BlockData)
+        case zero(Extent)
+    }
+
+    enum Decoded {
+        case block(offset: UInt64, bytes: [UInt8], hash: SHA256Digest)
+        case zero(Extent)
+    }
+
+    let jobDirectory: Directory
+    let job: String
+    let request: Message.OpenDisk
+    let channel: MessageChannel
+    let options: Options
+    var logger: Logger
+
+    init(jobDirectory: Directory, job: String, request: Message.OpenDisk, channel: MessageChannel,
+         options: Options, logger: Logger) {
+        self.jobDirectory = jobDirectory
+        self.job = job
+        self.request = request
+        self.channel = channel
+        self.options = options
+        self.logger = logger
+        self.logger[metadataKey: "disk"] = "\(request.disk)"
+    }
+
+    private func refuse(_ why: String) -> VZError { VZError(.targetRefused, "disk '\(request.disk)': \(why)") }
+
+    func run() throws {
+        let disk = request.disk
+        if let why = NameRules.problem(with: disk) { throw VZError(.pathOutsideRoot, "disk name \(why)") }
+        let bs = request.blockSize
+        guard bs >= JobConfig.minBlockSize, bs <= JobConfig.maxBlockSize, bs & (bs - 1) == 0 else {
+            throw refuse("block size \(bs) is not a power of two from 64 KiB to 8 MiB")
+        }
+        guard request.capacity > 0, request.capacity <= 1 << 50 else {
+            throw refuse("capacity \(request.capacity) is outside 1 byte ... 1 PiB")
+        }
+
+        try MapStore.recoverIfNeeded(directory: jobDirectory, disk: disk, logger: logger)
+        let (replica, loaded) = try openReplicaAndMap()
+        logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")
+        try sendMap(loaded)
+
+        let journal: PassJournal = options.journaled
+            ? try MapStore.beginJournal(directory: jobDirectory, disk: disk, job: job, rootPath: options.rootPath,
+                                        executablePath: options.executablePath, generation: loaded.state.generation,
+                                        blockSize: bs, capacity: request.capacity)
+            : NoJournal()
+        var newMap = loaded.map
+        let stats = try apply(to: replica, journal: journal, map: &newMap)
+
+        // Commit: the replica first, then the map that describes it, then the CID, then the journal.
+        try replica.flush()
+        let generation = loaded.state.generation + 1
+        try MapStore.write(newMap, generation: generation, directory: jobDirectory, disk: disk)
+        try replica.writeDescriptor(cid: FlatDescriptor.randomCID())
+        try journal.discard()
+        logger.info("pass committed: generation \(generation), \(stats.changed) bytes changed, \(stats.zero) of them zeroed")
+        try channel.send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
+    }
+
+    private func openReplicaAndMap() throws -> (FlatReplica, MapStore.Loaded) {
+        if let replica = try FlatReplica.open(in: jobDirectory, disk: request.disk, expectedCapacity: request.capacity) {
+            let loaded = try MapStore.load(directory: jobDirectory, disk: request.disk, replica: replica,
+                                           blockSize: request.blockSize, workers: options.workers, logger: logger)
+            return (replica, loaded)
+        }
+        let replica = try FlatReplica.create(in: jobDirectory, disk: request.disk, capacity: request.capacity)
+        let map = BlockMap(blockSize: request.blockSize, capacity: request.capacity, filledWith: .zero)
+        return (replica, MapStore.Loaded(map: map, state: .init(mapStatus: .created, generation: 0, entryCount: UInt64(map.count))))
+    }
+
+    private func sendMap(_ loaded: MapStore.Loaded) throws {
+        try channel.send(.diskState(loaded.state))
+        var first = 0
+        while first < loaded.map.count {
+            let n = Swift.min(Message.maxMapChunkEntries, loaded.map.count - first)
+            let entries = (first..<first + n).map { loaded.map[$0] }
+            try channel.send(.mapChunk(firstIndex: UInt64(first), entries: entries))
+            first += n
+        }
+    }
+
+    /// Checks a block frame against the disk geometry before anything is allocated for it.
+    private func validate(_ b: Message.BlockData) throws {
+        let bs = UInt64(request.blockSize)
+        guard b.offset % bs == 0, b.offset < request.capacity else {
+            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) is not a block boundary inside the disk (capacity \(request.capacity))")
+        }
+        let expected = Swift.min(bs, request.capacity - b.offset)
+        guard UInt64(b.rawLength) == expected else {
+            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) has rawLength \(b.rawLength), expected \(expected)")
+        }
+        guard b.payload.count <= Int(expected) + 4096 else {
+            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) has a \(b.payload.count)-byte payload for \(expected) bytes")
+        }
+    }
+
+    private func validate(_ e: Extent) throws {
+        let bs = UInt64(request.blockSize)
+        guard e.length > 0, e.offset % bs == 0, e.offset < request.capacity, e.length <= request.capacity - e.offset,
+              e.length % bs == 0 || e.end == request.capacity else {
+            throw VZError(.protocolViolation, "disk '\(request.disk)': zero extent \(e) is outside the disk (capacity \(request.capacity)) or not block-aligned")
+        }
+    }
+
+    private func decode(_ item: Incoming) throws -> Decoded {
+        switch item {
+        case let .zero(e):
+            try validate(e)
+            return .zero(e)
+        case let .block(b):
+            try validate(b)
+            var bytes: [UInt8]
+            let context = "disk '\(request.disk)' block at offset \(b.offset)"
+            switch b.encoding {
+            case .raw:
+                bytes = b.payload
+            case .lz4:
+                bytes = [UInt8](repeating: 0, count: Int(b.rawLength))
+                try b.payload.withUnsafeBytes { src in
+                    try bytes.withUnsafeMutableBytes { try LZ4.decompress(src, into: $0, context: context) }
+                }
+            }
+            let hash = SHA256.digest(bytes)
+            guard hash == SHA256Digest(b.sha256) else {
+                throw VZError(.hashMismatch, "\(context): SHA-256 of the received data is \(hash), the source sent \(SHA256Digest(b.sha256)); nothing of it was written")
+            }
+            return .block(offset: b.offset, bytes: bytes, hash: hash)
+        }
+    }
+
+    private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap) throws -> (changed: UInt64, zero: UInt64) {
+        var changed: UInt64 = 0, zero: UInt64 = 0
+        var batch: [Decoded] = []
+        var batchBytes = 0
+        let bs = UInt64(request.blockSize)
+
+        func flushBatch() throws {
+            guard !batch.isEmpty else { return }
+            let extents: [Extent] = batch.map {
+                switch $0 {
+                case let .block(offset, bytes, _): return Extent(offset: offset, length: UInt64(bytes.count))
+                case let .zero(e): return e
+                }
+            }
+            try journal.protect(extents, replica: replica)
+            for item in batch {
+                switch item {
+                case let .block(offset, bytes, hash):
+                    try bytes.withUnsafeBytes { try replica.write(at: offset, $0) }
+                    map[Int(offset / bs)] = .data(hash)
+                    changed += UInt64(bytes.count)
+                case let .zero(e):
+                    try replica.writeZeros(e)
+                    for i in Int(e.offset / bs)..<Int((e.end + bs - 1) / bs) { map[i] = .zero }
+                    changed += e.length
+                    zero += e.length
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+            batchBytes = 0
+        }
+
+        let pipeline = OrderedPipeline<Incoming, Decoded>(workers: options.workers, depth: options.depth) { [self] in
+            try decode($0)
+        }
+        var scanned: UInt64 = 0
+        try pipeline.run(produce: { [self] submit in
+            while true {
+                let m = try channel.expect("blocks of disk '\(request.disk)'")
+                switch m {
+                case let .blockData(b): try submit(.block(b))
+                case let .zeroExtent(e): try submit(.zero(e))
+                case let .commitDisk(s): scanned = s; return
+                default:
+                    throw VZError(.protocolViolation, "disk '\(request.disk)': unexpected \(m.type) frame while receiving blocks")
+                }
+            }
+        }, consume: { item in
+            batch.append(item)
+            if case let .block(_, bytes, _) = item { batchBytes += bytes.count } else { batchBytes += Int(bs) }
+            if batchBytes >= options.batchBytes { try flushBatch() }
+        })
+        try flushBatch()
+        logger.debug("source scanned \(scanned) bytes")
+        return (changed, zero)
+    }
+}

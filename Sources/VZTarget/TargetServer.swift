@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import VZCore
+import VZPlatform
+import VZTransport
+
+/// `vzrepl-target serve`: one protocol session over a byte stream (stdin/stdout when sshd runs
+/// it as the forced command). Any error is sent to the source as an `error` frame, logged, and
+/// thrown to the executable, which exits non-zero.
+public final class TargetServer {
+    public struct Options {
+        public var rootPath: String
+        public var idleTimeout: Double
+        public var workers: Int
+        public var journaled: Bool
+        public var executablePath: String
+        public init(rootPath: String, idleTimeout: Double = 60, workers: Int = 2, journaled: Bool = true,
+                    executablePath: String = CommandLine.arguments.first ?? "vzrepl-target") {
+            self.rootPath = rootPath; self.idleTimeout = idleTimeout; self.workers = workers
+            self.journaled = journaled; self.executablePath = executablePath
+        }
+    }
+
+    public static let agentName = "vzrepl-target"
+    let options: Options
+    var logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func serve(stream: ByteStream, version: String) throws {
+        let channel = MessageChannel(stream: stream, peerName: "source")
+        do {
+            try session(channel: channel, version: version)
+        } catch let e as VZError {
+            logger.error("session failed: \(e)")
+            // Tell the source why, if the stream still works; its own report quotes this.
+            try? channel.send(.error(kind: e.kind.rawValue, message: e.message))
+            stream.closeWrite()
+            throw e
+        }
+        stream.closeWrite()
+    }
+
+    private func session(channel: MessageChannel, version: String) throws {
+        let root = try Directory.openRoot(options.rootPath)
+        let banner = try channel.exchangeBanners(agent: TargetServer.agentName, version: version)
+        guard case let .hello(job, sourceVersion) = try channel.expect("hello") else {
+            throw VZError(.protocolViolation, "source: the first frame must be hello")
+        }
+        if let why = NameRules.problem(with: job) { throw VZError(.pathOutsideRoot, "job name \(why)") }
+        logger[metadataKey: "job"] = "\(job)"
+        logger.info("session started with \(sourceVersion) (\(banner)), datastore root \(options.rootPath)")
+        try channel.send(.helloAck(targetVersion: version))
+        let jobDirectory = try root.subdirectory(job, create: true)
+        var diskOptions = DiskSession.Options()
+        diskOptions.workers = options.workers
+        diskOptions.journaled = options.journaled
+        diskOptions.executablePath = options.executablePath
+        diskOptions.rootPath = options.rootPath
+        while let m = try channel.receive() {
+            switch m {
+            case let .openDisk(request):
+                let session = DiskSession(jobDirectory: jobDirectory, job: job, request: request, channel: channel,
+                                          options: diskOptions, logger: logger)
+                try session.run()
+            case .bye:
+                logger.info("session ended normally")
+                return
+            case let .error(kind, message):
+                throw VZError(VZError.Kind(rawValue: kind) ?? .connectionLost, "the source gave up: \(message)")
+            default:
+                throw VZError(.protocolViolation, "source: unexpected \(m.type) frame between disks")
+            }
+        }
+        throw VZError(.connectionLost, "source: connection closed without bye")
+    }
+}

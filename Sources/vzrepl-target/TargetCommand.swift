@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import Logging
+import VZCore
+import VZPlatform
+import VZTarget
+import VZTransport
+
+@main
+struct TargetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vzrepl-target",
+        abstract: "The target agent of vzrepl: owns the replicas under a datastore root.",
+        discussion: """
+        In production sshd starts `vzrepl-target serve --stdio --root DIR` as the forced command \
+        of the replication key (Appliance/authorized_keys.template). Logs go to stderr and to the \
+        log file; stdout of `serve` carries the protocol and nothing else.
+
+        Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
+        JOB/DISK.vzmap (block hashes), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
+        See Docs/operations.md.
+        """,
+        version: "vzrepl-target \(VZVersion.current)",
+        subcommands: [Serve.self, Status.self, Verify.self])
+}
+
+struct RootOptions: ParsableArguments {
+    @Option(help: "The datastore root that holds the replicas.")
+    var root: String
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-target.log, else /var/log/vzrepl/vzrepl-target.log.")
+    var logFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func bootstrap() {
+        let dir = ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? "/var/log/vzrepl"
+        LineLogHandler.bootstrap(filePath: logFile ?? "\(dir)/vzrepl-target.log",
+                                 level: Logger.Level(rawValue: logLevel) ?? .info)
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve one replication session on stdin/stdout.")
+
+    @Flag(help: "Speak the protocol on stdin/stdout (the only mode; sshd runs it this way).")
+    var stdio = false
+
+    @OptionGroup var root: RootOptions
+
+    @Option(help: "Give up when the source sends nothing for this many seconds.")
+    var idleTimeout: Double = 60
+
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        guard stdio else { throw ValidationError("serve needs --stdio") }
+        log.bootstrap()
+        var logger = Logger(label: "vzrepl.target")
+        if let original = ProcessInfo.processInfo.environment["SSH_ORIGINAL_COMMAND"] {
+            logger.notice("the client asked to run '\(original)'; running the agent instead (forced command)")
+        }
+        logger[metadataKey: "pid"] = "\(getpid())"
+        // Test-only: the benchmark's unjournaled reference run.
+        let journaled = ProcessInfo.processInfo.environment["VZREPL_UNSAFE_NO_JOURNAL"] != "1"
+        let server = TargetServer(options: .init(rootPath: root.root, idleTimeout: idleTimeout, journaled: journaled,
+                                                 executablePath: CommandLine.arguments[0]), logger: logger)
+        let stream = FileDescriptorStream(readFD: 0, writeFD: 1, name: "source (stdin/stdout)", idleTimeout: idleTimeout,
+                                          ownsDescriptors: false)
+        do {
+            try server.serve(stream: stream, version: VZVersion.current)
+        } catch {
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the replicas under the root, their generation and state.")
+
+    @OptionGroup var root: RootOptions
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let disks = try ReplicaInspector.status(rootPath: root.root)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+            print(String(decoding: try enc.encode(disks), as: UTF8.self))
+            return
+        }
+        print("JOB".padding(16) + "DISK".padding(12) + "CAPACITY".padding(16) + "GEN".padding(6) + "MAP".padding(9)
+              + "CID".padding(10) + "UNDO".padding(6) + "LAST COMMIT")
+        for d in disks {
+            print(d.job.padding(16) + d.disk.padding(12) + (d.capacityBytes.map { "\($0)" } ?? "-").padding(16)
+                  + (d.generation.map { "\($0)" } ?? "-").padding(6) + d.mapState.padding(9) + (d.cid ?? "-").padding(10)
+                  + (d.pendingUndo ? "yes" : "no").padding(6) + (d.lastCommit ?? "-"))
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-hash a replica against its .vzmap; exit 1 and name the first differing block on mismatch.")
+
+    @OptionGroup var root: RootOptions
+    @Option(help: "The job name.") var job: String
+    @Option(help: "The disk name.") var disk: String
+
+    func run() throws {
+        do {
+            let (blocks, generation) = try ReplicaInspector.verify(rootPath: root.root, job: job, disk: disk)
+            print("\(job)/\(disk): OK, \(blocks) blocks match the map (generation \(generation))")
+        } catch let m as ReplicaInspector.Mismatch {
+            print("\(job)/\(disk): MISMATCH at \(m)")
+            throw ExitCode(1)
+        } catch let e as VZError {
+            print("\(job)/\(disk): cannot verify: \(e.message)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { padding(toLength: Swift.max(n, count + 1), withPad: " ", startingAt: 0) }
+}
