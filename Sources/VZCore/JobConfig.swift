@@ -19,7 +19,18 @@ public struct JobConfig: Codable, Equatable, Sendable {
     }
 
     public struct TargetConfig: Codable, Equatable, Sendable {
-        public enum Transport: String, Codable, Sendable { case exec, ssh }
+        public enum Transport: String, Codable, Sendable, CaseIterable {
+            case exec, ssh
+            public init(from decoder: Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                let name = try c.decode(String.self)
+                guard let t = Transport(rawValue: name) else {
+                    throw DecodingError.dataCorruptedError(in: c, debugDescription:
+                        "'\(name)' is not a transport (\(Transport.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                self = t
+            }
+        }
         public var transport: Transport
         /// exec: the command to spawn; ssh: the command asked of the server (the forced command wins).
         public var command: [String]?
@@ -49,7 +60,12 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         job = try c.decode(String.self, forKey: .job)
-        mode = try c.decodeIfPresent(ReplicationMode.self, forKey: .mode) ?? .differential
+        let modeName = try c.decodeIfPresent(String.self, forKey: .mode) ?? ReplicationMode.differential.rawValue
+        guard let m = ReplicationMode(rawValue: modeName) else {
+            throw DecodingError.dataCorruptedError(forKey: .mode, in: c, debugDescription:
+                "'\(modeName)' is not a supported mode (\(ReplicationMode.allCases.map(\.rawValue).joined(separator: ", ")); CBT comes in a later release")
+        }
+        mode = m
         blockSize = try c.decodeIfPresent(UInt32.self, forKey: .blockSize) ?? JobConfig.defaultBlockSize
         whitespace = try c.decodeIfPresent(Bool.self, forKey: .whitespace) ?? true
         target = try c.decode(TargetConfig.self, forKey: .target)

@@ -5,8 +5,10 @@ import Foundation
 /// bounded whatever the disk size. The source reads -> hashes/compresses -> sends through it;
 /// the target receives -> decompresses/verifies -> applies.
 ///
-/// The first error thrown anywhere (producer, a worker, the consumer) stops the pipeline and is
-/// rethrown by `run`; items still in flight are dropped.
+/// The first error thrown by a worker or the consumer stops the pipeline and is rethrown by `run`;
+/// items still in flight are dropped. An error of the producer (say, the connection closed) is
+/// an end of input: the items submitted before it are still processed, so an error in one of
+/// those — the reason the peer hung up — is the one reported.
 public final class OrderedPipeline<Input, Output> {
     private let workers: Int
     private let depth: Int
@@ -20,6 +22,7 @@ public final class OrderedPipeline<Input, Output> {
     private var producedAll = false
     private var submitted = 0
     private var failure: Error?
+    private var producerError: Error?
 
     public init(workers: Int, depth: Int, transform: @escaping (Input) throws -> Output) {
         self.workers = max(1, workers)
@@ -38,7 +41,7 @@ public final class OrderedPipeline<Input, Output> {
                 try produce { item in try self.submit(item) }
                 cond.lock(); producedAll = true; cond.broadcast(); cond.unlock()
             } catch {
-                fail(error)
+                cond.lock(); producerError = error; producedAll = true; cond.broadcast(); cond.unlock()
             }
         }
         group.enter()
@@ -65,7 +68,12 @@ public final class OrderedPipeline<Input, Output> {
             cond.lock()
             while results[next] == nil && failure == nil && !(producedAll && next == submitted) { cond.wait() }
             if let f = failure { cond.unlock(); throw f }
-            if producedAll && next == submitted { cond.unlock(); return }
+            if producedAll && next == submitted {
+                let e = producerError
+                cond.unlock()
+                if let e { throw e }
+                return
+            }
             let out = results.removeValue(forKey: next)!
             cond.unlock()
             do {

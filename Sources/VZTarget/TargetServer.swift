@@ -45,8 +45,8 @@ public final class TargetServer {
     }
 
     private func session(channel: MessageChannel, version: String) throws {
-        let root = try Directory.openRoot(options.rootPath)
         let banner = try channel.exchangeBanners(agent: TargetServer.agentName, version: version)
+        let root = try Directory.openRoot(options.rootPath)
         guard case let .hello(job, sourceVersion) = try channel.expect("hello") else {
             throw VZError(.protocolViolation, "source: the first frame must be hello")
         }

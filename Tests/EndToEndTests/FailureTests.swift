@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+
+/// What the controlling server sees when things go wrong: exit codes, error events, messages
+/// that name the field or file, and a target left as it was.
+final class FailureTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    func testBadJobFileExitsWith2AndNamesTheField() throws {
+        let path = h.dir + "/bad.json"
+        try Data(#"{"job": "vm1", "blockSize": 1000, "target": {"transport": "exec", "command": ["x"]}, "disks": [{"name": "d", "source": "/x"}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: path))
+        let r = try h.replicate(path)
+        XCTAssertEqual(r.status, 2)
+        let e = try XCTUnwrap(r.events("error").first)
+        XCTAssertEqual(e["kind"] as? String, "badJobFile")
+        XCTAssertTrue((e["message"] as? String ?? "").contains("blockSize"), "\(e)")
+    }
+
+    func testMissingSourceDiskExitsWith3() throws {
+        let job = try h.writeJob(disks: [("disk0", h.dir + "/nope.raw")])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertEqual(r.events("error").first?["disk"] as? String, "disk0")
+        XCTAssertTrue((r.events("error").first?["message"] as? String ?? "").contains("nope.raw"))
+        XCTAssertEqual(r.events("pass-finished").first?["ok"] as? Bool, false)
+    }
+
+    func testMissingTargetRootIsATargetRefusal() throws {
+        let src = h.dir + "/d.raw"
+        try AgentHarness.makeImage(src, size: 1 << 20)
+        let job = try h.writeJob(disks: [("disk0", src)], extraTargetArgs: ["--root", h.dir + "/does-not-exist"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 5, r.stdout + r.stderr)
+        XCTAssertTrue((r.events("error").first?["message"] as? String ?? "").contains("does-not-exist"), r.stdout)
+    }
+
+    func testUnstartableTargetIsATransportError() throws {
+        let src = h.dir + "/d.raw"
+        try AgentHarness.makeImage(src, size: 1 << 20)
+        let obj: [String: Any] = ["job": "vm1", "target": ["transport": "exec", "command": ["/bin/false"]],
+                                  "disks": [["name": "disk0", "source": src]]]
+        let path = h.dir + "/job.json"
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: path))
+        let r = try h.replicate(path)
+        XCTAssertEqual(r.status, 4, r.stdout)
+        XCTAssertEqual(r.events("error").first?["kind"] as? String, "connectionLost")
+    }
+
+    func testResizedSourceDiskIsRefusedByTheTarget() throws {
+        let src = h.dir + "/d.raw"
+        try AgentHarness.makeImage(src, size: 4 << 20)
+        try AgentHarness.write(AgentHarness.randomBytes(1 << 20, seed: 1), to: src, at: 0)
+        let job = try h.writeJob(disks: [("disk0", src)])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        let before = try AgentHarness.sha256("\(h.root)/vm1/disk0-flat.vmdk")
+        try AgentHarness.makeImage(src + ".big", size: 8 << 20)
+        try FileManager.default.removeItem(atPath: src)
+        try FileManager.default.moveItem(atPath: src + ".big", toPath: src)
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 5, r.stdout)
+        XCTAssertTrue((r.events("error").first?["message"] as? String ?? "").contains("resized"), r.stdout)
+        XCTAssertEqual(try AgentHarness.sha256("\(h.root)/vm1/disk0-flat.vmdk"), before)
+    }
+
+    func testSamplesParseAndInvalidSamplesFailWithAMessage() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Docs/samples")
+        let valid = try FileManager.default.contentsOfDirectory(atPath: docs.path).filter { $0.hasSuffix(".json") }
+        XCTAssertFalse(valid.isEmpty)
+        for f in valid {
+            let r = try AgentHarness.run([AgentHarness.source, "check-job", "--job", docs.appendingPathComponent(f).path])
+            XCTAssertEqual(r.status, 0, "\(f): \(r.stderr)")
+        }
+        let invalidDir = docs.appendingPathComponent("invalid")
+        let invalid = try FileManager.default.contentsOfDirectory(atPath: invalidDir.path).filter { $0.hasSuffix(".json") }
+        XCTAssertGreaterThanOrEqual(invalid.count, 5)
+        for f in invalid {
+            let r = try AgentHarness.run([AgentHarness.source, "check-job", "--job", invalidDir.appendingPathComponent(f).path])
+            XCTAssertEqual(r.status, 2, f)
+            // Each invalid sample names the field it breaks in its file name: "<field>--<why>.json".
+            let field = String(f.split(separator: "-").first ?? "")
+            XCTAssertTrue(r.stderr.contains(field), "\(f): message does not name '\(field)': \(r.stderr)")
+        }
+    }
+}
