@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# make demo: seed a real (small) ext4 disk to a local target, change files in it, replicate the
+# change incrementally, verify the replica three independent ways, and print a summary.
+# Goes through a private OpenSSH server on 127.0.0.1 when the SSH transport is available
+# (DEMO_TRANSPORT=ssh|exec; default ssh when /usr/sbin/sshd exists).
+set -euo pipefail
+BIN=${VZREPL_BIN:?set VZREPL_BIN to the folder holding vzrepl-source and vzrepl-target}
+DEMO=${DEMO_DIR:-/var/tmp/vzrepl-demo}
+TRANSPORT=${DEMO_TRANSPORT:-ssh}
+[ -x /usr/sbin/sshd ] || TRANSPORT=exec
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+
+rm -rf "$DEMO"; mkdir -p "$DEMO/content" "$DEMO/root" "$DEMO/logs"
+cleanup() { [ -f "$DEMO/sshd.pid" ] && kill "$(cat "$DEMO/sshd.pid")" 2>/dev/null || true; }
+trap cleanup EXIT
+say() { printf '\n== %s\n' "$*"; }
+
+say "creating a 256 MiB ext4 disk with files (mkfs.ext4 -d, no mount needed)"
+head -c 24M /dev/urandom > "$DEMO/content/database.bin"
+for i in $(seq 1 400); do echo "2026-11-25 03:12:$((i % 60)) web01 GET /index.html 200 $((i * 37))"; done > "$DEMO/content/access.log"
+seq 1 200000 > "$DEMO/content/numbers.txt"
+mkfs.ext4 -q -F -L demo -d "$DEMO/content" "$DEMO/disk0.raw" 256M
+
+TARGET_CMD=("$BIN/vzrepl-target" serve --stdio --root "$DEMO/root" --log-file "$DEMO/logs/vzrepl-target.log")
+if [ "$TRANSPORT" = ssh ]; then
+  say "starting a private sshd on 127.0.0.1 with the appliance's configuration"
+  # shellcheck source=Scripts/ssh-fixture.sh
+  source "$HERE/Scripts/ssh-fixture.sh"
+  start_sshd "$DEMO/ssh" "$(printf '%q ' "${TARGET_CMD[@]}")"
+  TARGET_JSON=$(printf '{"transport": "ssh", "host": "127.0.0.1", "port": %s, "user": "%s", "identity": "%s", "hostKeySHA256": "%s"}' \
+    "$SSHD_PORT" "$SSHD_USER" "$SSHD_CLIENT_KEY" "$SSHD_FINGERPRINT")
+else
+  TARGET_JSON=$(python3 -c 'import json,sys; print(json.dumps({"transport": "exec", "command": sys.argv[1:]}))' "${TARGET_CMD[@]}")
+fi
+cat > "$DEMO/job.json" <<JSON
+{"job": "demo-vm", "mode": "differential", "blockSize": 1048576, "whitespace": true,
+ "target": $TARGET_JSON,
+ "disks": [{"name": "disk0", "source": "$DEMO/disk0.raw"}]}
+JSON
+
+run_pass() {
+  "$BIN/vzrepl-source" replicate --job "$DEMO/job.json" --log-file "$DEMO/logs/vzrepl-source.log" \
+    >"$DEMO/$1.events" 2>>"$DEMO/logs/stderr.log" || { echo "pass '$1' failed:"; cat "$DEMO/$1.events"; exit 1; }
+}
+field() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "disk-finished": print(e[sys.argv[2]])' "$1" "$2"; }
+
+say "seed pass ($TRANSPORT transport)"
+run_pass seed
+
+say "changing the disk: a new 3 MiB file, one file deleted (debugfs writes the image in place)"
+head -c 3M /dev/urandom > "$DEMO/new.bin"
+debugfs -w -R "write $DEMO/new.bin new.bin" "$DEMO/disk0.raw" >/dev/null 2>&1
+debugfs -w -R "rm numbers.txt" "$DEMO/disk0.raw" >/dev/null 2>&1
+
+say "incremental pass"
+run_pass incremental
+
+say "verifying the replica"
+"$BIN/vzrepl-target" verify --root "$DEMO/root" --job demo-vm --disk disk0
+cmp "$DEMO/disk0.raw" "$DEMO/root/demo-vm/disk0-flat.vmdk" && echo "cmp: replica equals the source byte for byte"
+qemu-img compare -q -f raw -F vmdk "$DEMO/disk0.raw" "$DEMO/root/demo-vm/disk0.vmdk" && echo "qemu-img compare: identical"
+e2fsck -fn "$DEMO/root/demo-vm/disk0-flat.vmdk" >/dev/null 2>&1 && echo "e2fsck: the replica's file system is clean"
+
+mib() { python3 -c "print(f'{int(\"$1\") / 1048576:8.1f} MiB')"; }
+say "summary"
+printf '%-12s %-14s %-14s %-14s %-14s %s\n' pass scanned changed zeros sent seconds
+for p in seed incremental; do
+  printf '%-12s %-14s %-14s %-14s %-14s %s\n' "$p" "$(mib "$(field "$DEMO/$p.events" scannedBytes)")" \
+    "$(mib "$(field "$DEMO/$p.events" changedBytes)")" "$(mib "$(field "$DEMO/$p.events" zeroBytes)")" \
+    "$(mib "$(field "$DEMO/$p.events" sentBytes)")" "$(field "$DEMO/$p.events" seconds)"
+done
+"$BIN/vzrepl-target" status --root "$DEMO/root"
+echo
+echo "events: $DEMO/seed.events $DEMO/incremental.events; logs: $DEMO/logs/"
