@@ -7,8 +7,8 @@ set -euo pipefail
 BIN=${VZREPL_BIN:?set VZREPL_BIN to the folder holding vzrepl-source and vzrepl-target}
 DEMO=${DEMO_DIR:-/var/tmp/vzrepl-demo}
 TRANSPORT=${DEMO_TRANSPORT:-ssh}
-[ -x /usr/sbin/sshd ] || TRANSPORT=exec
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+[ -x /usr/sbin/sshd ] && [ -f "$HERE/Scripts/ssh-fixture.sh" ] || TRANSPORT=exec
 
 rm -rf "$DEMO"; mkdir -p "$DEMO/content" "$DEMO/root" "$DEMO/logs"
 cleanup() { [ -f "$DEMO/sshd.pid" ] && kill "$(cat "$DEMO/sshd.pid")" 2>/dev/null || true; }
