@@ -18,6 +18,9 @@ public final class ChildProcessTransport: ByteStream {
         }
         // Close-on-exec so the child inherits only the dup2'ed stdin/stdout, not our pipe ends.
         for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // 1 MiB pipes instead of 64 KiB: a block crosses in one or two writes, not sixteen.
+        let F_SETPIPE_SZ: Int32 = 1031
+        for fd in [toChild[1], fromChild[1]] { _ = fcntl(fd, F_SETPIPE_SZ, Int32(1 << 20)) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
