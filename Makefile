@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 CONFIG ?= release
-BUILD_FLAGS := -c $(CONFIG)
+BUILD_FLAGS := -c $(CONFIG) -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need (the C libraries, and the real

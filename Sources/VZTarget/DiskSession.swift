@@ -21,6 +21,8 @@ final class DiskSession {
         var journaled = true
         var executablePath = CommandLine.arguments.first ?? "vzrepl-target"
         var rootPath = ""
+        /// How long to wait for another session's lock on the disk before refusing.
+        var lockWait = 5.0
     }
 
     enum Incoming {
@@ -64,6 +66,8 @@ final class DiskSession {
             throw refuse("capacity \(request.capacity) is outside 1 byte ... 1 PiB")
         }
 
+        let lock = try DiskLock.acquire(directory: jobDirectory, disk: disk, wait: options.lockWait)
+        defer { lock.release() }
         try MapStore.recoverIfNeeded(directory: jobDirectory, disk: disk, logger: logger)
         let (replica, loaded) = try openReplicaAndMap()
         logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")

@@ -14,6 +14,7 @@ public final class TargetServer {
         public var workers: Int
         public var journaled: Bool
         public var executablePath: String
+        public var lockWait = 5.0
         public init(rootPath: String, idleTimeout: Double = 60, workers: Int = 2, journaled: Bool = true,
                     executablePath: String = CommandLine.arguments.first ?? "vzrepl-target") {
             self.rootPath = rootPath; self.idleTimeout = idleTimeout; self.workers = workers
@@ -60,6 +61,7 @@ public final class TargetServer {
         diskOptions.journaled = options.journaled
         diskOptions.executablePath = options.executablePath
         diskOptions.rootPath = options.rootPath
+        diskOptions.lockWait = options.lockWait
         while let m = try channel.receive() {
             switch m {
             case let .openDisk(request):

@@ -55,6 +55,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Give up when the source sends nothing for this many seconds.")
     var idleTimeout: Double = 60
 
+    @Option(help: "Wait this many seconds for another session's lock on a disk before refusing.")
+    var lockWait: Double = 5
+
     @OptionGroup var log: LogOptions
 
     func run() throws {
@@ -67,8 +70,10 @@ struct Serve: ParsableCommand {
         logger[metadataKey: "pid"] = "\(getpid())"
         // Test-only: the benchmark's unjournaled reference run.
         let journaled = ProcessInfo.processInfo.environment["VZREPL_UNSAFE_NO_JOURNAL"] != "1"
-        let server = TargetServer(options: .init(rootPath: root.root, idleTimeout: idleTimeout, journaled: journaled,
-                                                 executablePath: CommandLine.arguments[0]), logger: logger)
+        var options = TargetServer.Options(rootPath: root.root, idleTimeout: idleTimeout, journaled: journaled,
+                                           executablePath: CommandLine.arguments[0])
+        options.lockWait = lockWait
+        let server = TargetServer(options: options, logger: logger)
         let stream = FileDescriptorStream(readFD: 0, writeFD: 1, name: "source (stdin/stdout)", idleTimeout: idleTimeout,
                                           ownsDescriptors: false)
         do {

@@ -1,0 +1,57 @@
+import Foundation
+import Glibc
+import VZCore
+import VZPlatform
+
+/// Keeps two sessions from ever writing one replica: an exclusive flock on `DISK.vzlock`, held
+/// for the whole disk session. The kernel drops it when the holder dies; a holder that is
+/// stopped (SIGSTOP) keeps it, so a newer session is refused rather than racing the old one
+/// when it wakes up. The file holds the holder's pid for the refusal message.
+final class DiskLock {
+    let file: PosixFile
+
+    private init(file: PosixFile) { self.file = file }
+
+    static func lockName(_ disk: String) -> String { "\(disk).vzlock" }
+
+    /// Takes the lock, waiting up to `wait` seconds for a holder that is finishing.
+    static func acquire(directory: Directory, disk: String, wait: Double) throws -> DiskLock {
+        let f = try directory.open(lockName(disk), flags: O_RDWR | O_CREAT, mode: 0o640)
+        let deadline = Date().addingTimeInterval(wait)
+        while flock(f.fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            guard e == EWOULDBLOCK || e == EINTR else {
+                throw Syscall.error("flock", f.path, e, kind: .replicaIO)
+            }
+            if Date() >= deadline {
+                throw VZError(.locked, "disk '\(disk)' is being written by another session (\(holder(of: f))); refusing to start a second one. If that process is stuck, stop it (kill) and run the pass again: its pass rolls back")
+            }
+            usleep(100_000)
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        try f.truncate(to: 0)
+        try f.write(at: 0, pid)
+        return DiskLock(file: f)
+    }
+
+    private static func holder(of f: PosixFile) -> String {
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = buf.withUnsafeMutableBytes { pread(f.fd, $0.baseAddress, 32, 0) }
+        guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            return "holder unknown"
+        }
+        // /proc/PID/stat's third field is the state; T means stopped.
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            let state = stat[stat.index(close, offsetBy: 2)]
+            return state == "T" ? "pid \(pid), which is stopped (SIGSTOP)" : "pid \(pid)"
+        }
+        return "pid \(pid)"
+    }
+
+    /// Releases the lock (closing the descriptor does it; the file stays for the next session).
+    func release() {
+        _ = flock(file.fd, LOCK_UN)
+        file.close()
+    }
+}
