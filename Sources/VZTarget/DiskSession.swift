@@ -68,27 +68,48 @@ final class DiskSession {
 
         let lock = try DiskLock.acquire(directory: jobDirectory, disk: disk, wait: options.lockWait)
         defer { lock.release() }
-        try MapStore.recoverIfNeeded(directory: jobDirectory, disk: disk, logger: logger)
+        let recovered = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: disk, logger: logger)
+        if recovered.action != "nothingToDo" { logger.notice("recovered an unfinished pass first: \(recovered.action) (\(recovered.reason))") }
         let (replica, loaded) = try openReplicaAndMap()
         logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")
         try sendMap(loaded)
 
+        try SpaceCheck.preflight(directory: jobDirectory, disk: disk, blockSize: bs, entries: loaded.map.count)
         let journal: PassJournal = options.journaled
             ? try MapStore.beginJournal(directory: jobDirectory, disk: disk, job: job, rootPath: options.rootPath,
                                         executablePath: options.executablePath, generation: loaded.state.generation,
-                                        blockSize: bs, capacity: request.capacity)
+                                        blockSize: bs, capacity: request.capacity, logger: logger)
             : NoJournal()
-        var newMap = loaded.map
-        let stats = try apply(to: replica, journal: journal, map: &newMap)
-
-        // Commit: the replica first, then the map that describes it, then the CID, then the journal.
-        try replica.flush()
         let generation = loaded.state.generation + 1
-        try MapStore.write(newMap, generation: generation, directory: jobDirectory, disk: disk)
-        try replica.writeDescriptor(cid: FlatDescriptor.randomCID())
-        try journal.discard()
+        let stats: (changed: UInt64, zero: UInt64)
+        do {
+            var newMap = loaded.map
+            stats = try apply(to: replica, journal: journal, map: &newMap)
+            // Commit: the replica first, then the map that describes it, then the CID, then the journal.
+            try replica.flush()
+            try MapStore.write(newMap, generation: generation, directory: jobDirectory, disk: disk)
+            try replica.writeDescriptor(cid: FlatDescriptor.randomCID())
+            try journal.discard()
+        } catch {
+            rollBack(after: error, journal: journal)
+            throw error
+        }
         logger.info("pass committed: generation \(generation), \(stats.changed) bytes changed, \(stats.zero) of them zeroed")
         try channel.send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
+    }
+
+    /// A failed pass rolls back at once (Rollback decides from the files whether the commit point
+    /// was passed). If even that fails, the journal stays and the next start recovers it.
+    private func rollBack(after error: Error, journal: PassJournal) {
+        (journal as? UndoJournal)?.close()
+        guard options.journaled else { return }
+        logger.error("pass failed: \(error); rolling back")
+        do {
+            let r = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: request.disk, logger: logger)
+            logger.notice("after the failure: \(r.action) (\(r.reason)), \(r.restoredBytes) bytes restored")
+        } catch {
+            logger.critical("rollback failed: \(error); the journal stays, and `vzrepl-target recover` or the next session rolls back")
+        }
     }
 
     private func openReplicaAndMap() throws -> (FlatReplica, MapStore.Loaded) {
@@ -176,6 +197,7 @@ final class DiskSession {
                 case let .zero(e): return e
                 }
             }
+            try SpaceCheck.beforeBatch(directory: jobDirectory, disk: request.disk, extents: extents, blockSize: request.blockSize)
             try journal.protect(extents, replica: replica)
             for item in batch {
                 switch item {

@@ -54,11 +54,12 @@ enum MapStore {
         try directory.writeAtomically(mapName(disk), bytes)
     }
 
-    /// Rolls back a pass that did not commit (a `.vzundo` left by a crash), before a new one starts.
-    static func recoverIfNeeded(directory: Directory, disk: String, logger: Logger) throws {}
-
     static func beginJournal(directory: Directory, disk: String, job: String, rootPath: String, executablePath: String,
-                             generation: UInt64, blockSize: UInt32, capacity: UInt64) throws -> PassJournal {
-        NoJournal()
+                             generation: UInt64, blockSize: UInt32, capacity: UInt64, logger: Logger) throws -> UndoJournal {
+        var log = logger
+        log[metadataKey: "subsystem"] = "journal"
+        return try UndoJournal.begin(directory: directory, job: job, disk: disk, blockSize: blockSize, capacity: capacity,
+                                     generation: generation,
+                                     script: RollbackScript(executablePath: executablePath, rootPath: rootPath), logger: log)
     }
 }

@@ -22,7 +22,7 @@ struct TargetCommand: ParsableCommand {
         See Docs/operations.md.
         """,
         version: "vzrepl-target \(VZVersion.current)",
-        subcommands: [Serve.self, Status.self, Verify.self])
+        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self])
 }
 
 struct RootOptions: ParsableArguments {
@@ -74,6 +74,12 @@ struct Serve: ParsableCommand {
                                            executablePath: CommandLine.arguments[0])
         options.lockWait = lockWait
         let server = TargetServer(options: options, logger: logger)
+        // Settle what an earlier crash left behind before anything new starts.
+        do {
+            _ = try DatastoreRecovery.recoverAll(rootPath: root.root, logger: logger)
+        } catch {
+            logger.error("recovery at start: \(error) (the disk concerned is recovered again before its next pass)")
+        }
         let stream = FileDescriptorStream(readFD: 0, writeFD: 1, name: "source (stdin/stdout)", idleTimeout: idleTimeout,
                                           ownsDescriptors: false)
         do {
@@ -128,6 +134,52 @@ struct Verify: ParsableCommand {
         } catch let e as VZError {
             print("\(job)/\(disk): cannot verify: \(e.message)")
             throw ExitCode(2)
+        }
+    }
+}
+
+struct Recover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Roll back every unfinished pass under the root and clean up after committed ones (idempotent).")
+
+    @OptionGroup var root: RootOptions
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.recovery")
+        do {
+            let outcomes = try DatastoreRecovery.recoverAll(rootPath: root.root, logger: logger)
+            for o in outcomes { print("\(o.job)/\(o.disk): \(o.action) — \(o.reason) (\(o.restoredBytes) bytes restored)") }
+            if outcomes.isEmpty { print("nothing to recover under \(root.root)") }
+        } catch {
+            print("recovery failed: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Rollback: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Roll back one disk's unfinished pass with its .vzundo (what vzundo-script runs).",
+        discussion: "A pass that already committed is not rolled back: only its leftover journal is removed.")
+
+    @OptionGroup var root: RootOptions
+    @Option(help: "The job name.") var job: String
+    @Option(help: "The disk name.") var disk: String
+    @Option(help: "Wait this many seconds for a running session to release the disk.") var lockWait: Double = 10
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.recovery")
+        do {
+            let o = try DatastoreRecovery.recoverDisk(root: try Directory.openRoot(root.root), job: job, disk: disk,
+                                                      lockWait: lockWait, logger: logger)
+            print("\(job)/\(disk): \(o.action) — \(o.reason) (\(o.restoredBytes) bytes restored)")
+        } catch {
+            print("\(job)/\(disk): rollback failed: \(error)")
+            throw ExitCode(1)
         }
     }
 }
