@@ -1,0 +1,575 @@
+#!/usr/bin/env bash
+# `make bench`: vzrepl's throughput beside standard tools over the same data, in one run.
+#
+#   VZREPL_BIN=DIR Scripts/bench.sh        (DIR holds the release vzrepl-source and vzrepl-target)
+#
+# On a mixed image (a third each of random data, compressible text and zeros, interleaved in
+# 8 MiB chunks; Scripts/make-mixed-image.sh) it measures, as MB/s (10^6 bytes/s) and as ratios
+# (the machine is noisy; the ratios are what to compare):
+#   - seed (exec transport)   vs  lz4 -1 -c IMAGE | lz4 -d -c > FILE          (issue 2, aim >= 1.0)
+#   - no-change diff. pass    vs  openssl dgst -sha256 IMAGE                  (issue 2, aim >= 1.5)
+#   - peak resident memory of both agents (source: VmHWM sampled by a monitor; target: GNU
+#     time -v wrapped around it in the job file's command)                    (issue 2)
+#   - incremental pass overwriting ~25% of the data blocks: applied MB/s with the undo journal
+#     vs the same pass from the same replica state with VZREPL_UNSAFE_NO_JOURNAL=1
+#                                                                              (issue 4, aim >= 0.60)
+#   - seed through a private sshd on 127.0.0.1 vs lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE
+#                                                                              (issue 3, aim >= 1.0)
+#     Prints "skipped: <reason>" when sshd is missing or the SSH seed fails; never fails the bench.
+# Every replica is compared with the image (cmp).
+#
+# Environment:
+#   BENCH_SIZE      image size, e.g. 256M for a quick run (default 2G)
+#   BENCH_TMPDIR    where the work directory goes (default /var/tmp; needs ~4x BENCH_SIZE free)
+#   BENCH_ROUNDS    rounds per comparison (default 2): each round runs both sides, alternating
+#                   which goes first, and the best of each side counts (the SSH seed runs once)
+#   BENCH_KEEP=1    keep the work directory (logs, job files, events) instead of deleting it
+#
+# Progress goes to stderr, the results table to stdout. Exit 0 when every measurement ran and
+# every replica matched its image; 1 otherwise (the table is still printed).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- preconditions
+
+need() {  # need COMMAND DEBIAN-PACKAGE
+    command -v "$1" >/dev/null 2>&1 || die "'$1' not found (apt-get install $2)"
+}
+need lz4 lz4
+need openssl openssl
+need python3 python3
+need cmp diffutils
+need ssh-keygen openssh-client
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install time)"
+
+bin="${VZREPL_BIN:-}"
+if [[ -z "$bin" ]]; then
+    bin=$(cd "$repo" && swift build -c release --show-bin-path 2>/dev/null) ||
+        die "VZREPL_BIN is not set and 'swift build --show-bin-path' failed; run 'make bench'"
+fi
+bin=$(cd "$bin" 2>/dev/null && pwd) || die "VZREPL_BIN '$bin' is not a directory"
+for exe in vzrepl-source vzrepl-target; do
+    [[ -x "$bin/$exe" ]] || die "$bin/$exe is missing; build first (make build, or swift build -c release)"
+done
+
+to_bytes() {
+    local s="${1^^}" n unit
+    s="${s%IB}"; s="${s%B}"
+    [[ "$s" =~ ^([0-9]+)([KMGT]?)$ ]] || { echo "not a size: '$1' (use e.g. 2G, 256M)" >&2; return 1; }
+    n="${BASH_REMATCH[1]}"; unit="${BASH_REMATCH[2]}"
+    case "$unit" in "") echo "$n" ;; K) echo $((n << 10)) ;; M) echo $((n << 20)) ;;
+                    G) echo $((n << 30)) ;; T) echo $((n << 40)) ;; esac
+}
+size=$(to_bytes "${BENCH_SIZE:-2G}") || die "bad BENCH_SIZE"
+block=1048576
+(( size >= 16 * block )) || die "BENCH_SIZE must be at least 16M"
+unset VZREPL_UNSAFE_NO_JOURNAL   # only the one reference run sets it
+
+base="${BENCH_TMPDIR:-/var/tmp}"
+[[ -d "$base" && -w "$base" ]] || die "BENCH_TMPDIR '$base' is not a writable directory"
+fstype=$(stat -f -c %T "$base")
+[[ "$fstype" == tmpfs ]] && say "note: $base is tmpfs; set BENCH_TMPDIR to a disk-backed directory for realistic numbers"
+avail=$(df -B1 --output=avail "$base" | tail -1 | tr -d ' ')
+(( avail > 4 * size + (256 << 20) )) ||
+    die "$base has $((avail >> 20)) MiB free; the bench needs about $(((4 * size) >> 20)) MiB (set BENCH_TMPDIR or BENCH_SIZE)"
+
+# ---------------------------------------------------------------- work directory, cleanup
+
+work=$(mktemp -d "$base/vzrepl-bench.XXXXXX")
+sshd_pid=""
+stop_sshd() {
+    if [[ -n "$sshd_pid" ]]; then
+        kill "$sshd_pid" 2>/dev/null || true
+        wait "$sshd_pid" 2>/dev/null || true
+        sshd_pid=""
+    fi
+}
+cleanup() {
+    local rc=$?
+    stop_sshd
+    if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
+        say "kept the work directory $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+img="$work/mixed.img"
+failures=0
+pass_timeout=$((300 + size / 5000000))   # seconds; generous (5 MB/s), only to bound a hang
+
+# monitor.py OUT CMD...: runs CMD, samples its VmHWM (peak RSS) every 5 ms, and writes
+# "Maximum resident set size (kbytes): N" (GNU time's wording) and the wall seconds to OUT.
+# A pass that outlives $pass_timeout seconds is stopped (exit 124), so a hung pass cannot hang
+# the bench.
+cat >"$work/monitor.py" <<'PY'
+import os, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+peak = 0
+def sample(pid):
+    global peak
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    except (OSError, ValueError):
+        pass
+limit = float(os.environ.get("BENCH_PASS_TIMEOUT") or 0)
+t0 = time.monotonic()
+p = subprocess.Popen(cmd)
+timed_out = False
+while p.poll() is None:
+    sample(p.pid)
+    if limit and time.monotonic() - t0 > limit and not timed_out:
+        timed_out = True
+        sys.stderr.write("bench: the pass ran longer than %.0f s; stopping it\n" % limit)
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    time.sleep(0.005)
+t1 = time.monotonic()
+with open(out, "w") as f:
+    f.write("Maximum resident set size (kbytes): %d\nElapsed wall seconds: %.3f\nExit status: %d\n"
+            % (peak, t1 - t0, p.returncode))
+sys.exit(124 if timed_out else p.returncode if p.returncode >= 0 else 128 - p.returncode)
+PY
+
+# ---------------------------------------------------------------- helpers
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / 1e6 / s; else print "inf" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "inf") printf "%.2f", a / b; else print "n/a" }'; }
+
+# Both sides read the image from the page cache, and nobody pays for an earlier run's writeback.
+warm() { sync; cat "$img" >/dev/null; }
+
+# A field of the last disk-finished event in an events file (empty when there is none).
+finished() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+value = ""
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("event") == "disk-finished" and sys.argv[2] in e:
+        value = e[sys.argv[2]]
+print(value)
+PY
+}
+
+# Why a run failed: its last error event, else the last line on stderr, else the exit code.
+reason() {  # reason EVENTS STDERR RC
+    python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+msg = ""
+try:
+    for line in open(sys.argv[1], errors="replace"):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "error":
+            msg = "%s: %s" % (e.get("kind", "error"), e.get("message", ""))
+except OSError:
+    pass
+if not msg:
+    try:
+        lines = [l.strip() for l in open(sys.argv[2], errors="replace") if l.strip()]
+        msg = lines[-1] if lines else ""
+    except OSError:
+        pass
+print(("%s (exit %s)" % (msg, sys.argv[3]) if msg else "exit code %s" % sys.argv[3]).replace("\n", " ")[:300])
+PY
+}
+
+# Peak RSS in MiB, the largest over GNU time -v style files (one per run); waits briefly for
+# each (the target's copy is written when the target exits, which may be just after the source).
+rss() {
+    local f i
+    for f in "$@"; do
+        for i in $(seq 50); do
+            grep -q "Maximum resident set size" "$f" 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+    awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); if ($2 + 0 > max) max = $2 + 0; found = 1 }
+             END { if (found) printf "%.1f MiB", max / 1024; else printf "n/a" }' "$@" 2>/dev/null || printf "n/a"
+}
+
+# faster A B: succeeds when MB/s A beats B (B may be empty).
+faster() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { exit !(a + 0 > b + 0) }'; }
+
+# write_job FILE TARGET-JSON: the job file for one pass over the image.
+write_job() {
+    python3 - "$1" "$2" "$img" "$block" <<'PY'
+import json, sys
+path, target, img, block = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+job = {"job": "bench", "mode": "differential", "blockSize": block, "whitespace": True,
+       "target": target, "disks": [{"name": "disk0", "source": img}]}
+with open(path, "w") as f:
+    json.dump(job, f, indent=1)
+PY
+}
+
+# exec_target ROOT LABEL: the exec transport's target section, the target wrapped in GNU time.
+exec_target() {
+    python3 -c 'import json, sys; print(json.dumps({"transport": "exec", "command": sys.argv[1:]}))' \
+        /usr/bin/time -v -o "$work/$2.target-time" \
+        "$bin/vzrepl-target" serve --stdio --root "$1" --log-file "$work/$2.target.log"
+}
+
+# run_pass LABEL [VAR=VALUE...]: one vzrepl-source pass over $work/LABEL.job.
+# Sets pass_rc and pass_secs (wall clock); events, stderr and logs stay in $work/LABEL.*.
+# The source's peak RSS is sampled from /proc/PID/status VmHWM by a small monitor rather than
+# taken from GNU time: wait4() folds the peak of reaped children (here the exec-spawned
+# target) into the parent's ru_maxrss, so `time -v vzrepl-source` would report max(source,
+# target). The monitor also takes the wall-clock time around the source alone.
+run_pass() {
+    local label="$1"; shift
+    warm
+    pass_rc=0
+    env BENCH_PASS_TIMEOUT="$pass_timeout" "$@" python3 "$work/monitor.py" "$work/$label.source-time" \
+        "$bin/vzrepl-source" replicate --job "$work/$label.job" --log-file "$work/$label.source.log" \
+        >"$work/$label.events" 2>"$work/$label.stderr" || pass_rc=$?
+    pass_secs=$(awk '/^Elapsed wall seconds:/ { print $NF }' "$work/$label.source-time")
+    if (( pass_rc == 0 )); then
+        say "  $label: ${pass_secs}s wall; disk-finished: changed $(finished "$work/$label.events" changedBytes)," \
+            "sent $(finished "$work/$label.events" sentBytes), zero $(finished "$work/$label.events" zeroBytes)," \
+            "scanned $(finished "$work/$label.events" scannedBytes) bytes in $(finished "$work/$label.events" seconds)s"
+    fi
+}
+
+show_logs() {  # on a hard failure: what the agents said
+    local label="$1" f
+    for f in "$work/$label.stderr" "$work/$label.target.log"; do
+        [[ -s "$f" ]] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }
+    done
+    return 0
+}
+
+# check_replica ROOT: sets check to "identical" or what differs, and counts a mismatch as a
+# failure (not run in $(...), so that the count survives).
+check_replica() {
+    local flat="$1/bench/disk0-flat.vmdk" out
+    if [[ ! -f "$flat" ]]; then
+        failures=$((failures + 1)); check="MISSING ($flat)"
+    elif out=$(cmp "$img" "$flat" 2>&1); then
+        check="identical"
+    else
+        failures=$((failures + 1)); check="DIFFERENT (${out//$work\//})"
+    fi
+}
+
+rows=()
+row() {  # row LABEL OURS-NAME OURS REF-NAME REF RATIO AIM
+    rows+=("$(printf "%-24s %-8s %6s MB/s   %-16s %6s MB/s   ratio %5s  (aim >= %s)" "$@")")
+}
+notes=()
+
+# ---------------------------------------------------------------- the image
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+say "vzrepl $("$bin/vzrepl-source" --version 2>/dev/null || echo '?'), bin $bin"
+say "work directory $work ($fstype)"
+say "making the mixed image ($((size >> 20)) MiB)"
+"$here/make-mixed-image.sh" "$img" "$size" 2>&1 | sed 's/^/bench:   /' >&2
+size=$(stat -c %s "$img")
+
+# Each comparison runs in rounds that alternate the order (ours, reference / reference, ours)
+# and keeps the best of each side, so a burst of load from elsewhere hits both alike.
+rounds="${BENCH_ROUNDS:-2}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
+root="$work/root-exec"
+
+seed_ours() {  # one seed into a fresh root
+    local r="$1"
+    say "seed (exec transport), round $r"
+    rm -rf "$root"
+    mkdir -p "$root"
+    write_job "$work/seed-$r.job" "$(exec_target "$root" "seed-$r")"
+    run_pass "seed-$r"
+    (( pass_rc == 0 )) ||
+        { show_logs "seed-$r"; die "the seed failed: $(reason "$work/seed-$r.events" "$work/seed-$r.stderr" "$pass_rc")"; }
+    local m
+    m=$(mbps "$size" "$pass_secs")
+    ours_runs+="${ours_runs:+, }$m"
+    faster "$m" "$ours_best" && ours_best=$m
+    check_replica "$root"
+    seed_checks+="${seed_checks:+, }$check"
+}
+seed_ref() {
+    say "reference: lz4 -1 -c IMAGE | lz4 -d -c > FILE, round $1"
+    local t0 t1 m
+    warm
+    t0=$(now)
+    lz4 -1 -q -c "$img" | lz4 -d -q -c >"$work/ref.out"
+    t1=$(now)
+    say "  reference: $(elapsed "$t0" "$t1")s"
+    rm -f "$work/ref.out"
+    m=$(mbps "$size" "$(elapsed "$t0" "$t1")")
+    ref_runs+="${ref_runs:+, }$m"
+    faster "$m" "$ref_best" && ref_best=$m
+    return 0
+}
+ours_best="" ref_best="" ours_runs="" ref_runs="" seed_checks=""
+for ((r = 1; r <= rounds; r++)); do
+    if (( r % 2 )); then seed_ours "$r"; seed_ref "$r"; else seed_ref "$r"; seed_ours "$r"; fi
+done
+row "seed (exec)" vzrepl "$ours_best" "lz4|lz4 -d" "$ref_best" "$(ratio "$ours_best" "$ref_best")" 1.0
+notes+=("seed runs: vzrepl $ours_runs MB/s, lz4|lz4 -d $ref_runs MB/s; replica vs image after each seed: $seed_checks")
+seed_times=("$work"/seed-*.source-time) seed_ttimes=("$work"/seed-*.target-time)
+rss_lines=("$(printf "%-24s source %10s   target %10s" "peak RSS seed" "$(rss "${seed_times[@]}")" "$(rss "${seed_ttimes[@]}")")")
+
+# ---------------------------------------------------------------- no-change differential pass
+
+nochange_ours() {
+    local r="$1" m changed sent
+    say "no-change differential pass, round $r"
+    write_job "$work/nochange-$r.job" "$(exec_target "$root" "nochange-$r")"
+    run_pass "nochange-$r"
+    (( pass_rc == 0 )) || { show_logs "nochange-$r"
+        die "the no-change pass failed: $(reason "$work/nochange-$r.events" "$work/nochange-$r.stderr" "$pass_rc")"; }
+    m=$(mbps "$size" "$pass_secs")
+    ours_runs+="${ours_runs:+, }$m"
+    faster "$m" "$ours_best" && ours_best=$m
+    changed=$(finished "$work/nochange-$r.events" changedBytes)
+    sent=$(finished "$work/nochange-$r.events" sentBytes)
+    [[ "$changed" == 0 ]] || { failures=$((failures + 1)); notes+=("no-change pass $r applied $changed bytes (expected 0)"); }
+    nochange_sent+="${nochange_sent:+, }${sent:-?}"
+}
+nochange_ref() {
+    say "reference: openssl dgst -sha256 IMAGE, round $1"
+    local t0 t1 m
+    warm
+    t0=$(now)
+    openssl dgst -sha256 "$img" >/dev/null
+    t1=$(now)
+    say "  reference: $(elapsed "$t0" "$t1")s"
+    m=$(mbps "$size" "$(elapsed "$t0" "$t1")")
+    ref_runs+="${ref_runs:+, }$m"
+    faster "$m" "$ref_best" && ref_best=$m
+    return 0
+}
+ours_best="" ref_best="" ours_runs="" ref_runs="" nochange_sent=""
+for ((r = 1; r <= rounds; r++)); do
+    if (( r % 2 )); then nochange_ours "$r"; nochange_ref "$r"; else nochange_ref "$r"; nochange_ours "$r"; fi
+done
+row "no-change pass (exec)" vzrepl "$ours_best" "openssl dgst" "$ref_best" "$(ratio "$ours_best" "$ref_best")" 1.5
+notes+=("no-change runs: vzrepl $ours_runs MB/s (sent $nochange_sent bytes), openssl dgst $ref_runs MB/s")
+nc_times=("$work"/nochange-*.source-time) nc_ttimes=("$work"/nochange-*.target-time)
+rss_lines+=("$(printf "%-24s source %10s   target %10s" "peak RSS no-change pass" "$(rss "${nc_times[@]}")" "$(rss "${nc_ttimes[@]}")")")
+
+# ---------------------------------------------------------------- journal cost (issue 4)
+
+say "incremental pass: overwriting ~25% of the data blocks with new random data"
+python3 - "$img" "$block" <<'PY' 2>&1 | sed 's/^/bench:   /' >&2
+import os, sys
+path, bs = sys.argv[1], int(sys.argv[2])
+zero = bytes(bs)
+data = []
+with open(path, "rb") as f:
+    i = 0
+    while True:
+        b = f.read(bs)
+        if not b:
+            break
+        if b != zero[:len(b)]:
+            data.append((i, len(b)))
+        i += 1
+chosen = data[::4]                      # every 4th data block: spread over random and text chunks
+with open(path, "r+b") as f:
+    for i, n in chosen:
+        f.seek(i * bs)
+        f.write(os.urandom(n))
+    f.flush()
+    os.fsync(f.fileno())
+print("overwrote %d of %d data blocks (%d MiB)" % (len(chosen), len(data), sum(n for _, n in chosen) >> 20))
+PY
+pre="$work/root-pre"
+cp -a --sparse=always "$root" "$pre"
+
+# Every run starts from a copy of the same replica state. The runs alternate (J N, N J, ...) and
+# the best of each variant counts, so neither side gains from its position in the sequence.
+declare -A best=([journal]=0 [nojournal]=0) runs=([journal]="" [nojournal]="")
+order=()
+for ((r = 1; r <= rounds; r++)); do
+    if (( r % 2 )); then order+=("journal $r" "nojournal $r"); else order+=("nojournal $r" "journal $r"); fi
+done
+for item in "${order[@]}"; do
+    read -r variant r <<<"$item"
+    label="incr-$variant-$r"
+    envs=()
+    [[ "$variant" == nojournal ]] && envs=(VZREPL_UNSAFE_NO_JOURNAL=1)
+    say "incremental pass $r, $([[ $variant == journal ]] && echo "undo journal on" || echo "VZREPL_UNSAFE_NO_JOURNAL=1")"
+    rm -rf "$root"
+    cp -a --sparse=always "$pre" "$root"
+    write_job "$work/$label.job" "$(exec_target "$root" "$label")"
+    run_pass "$label" "${envs[@]}"
+    if (( pass_rc != 0 )); then
+        failures=$((failures + 1))
+        notes+=("incremental ($variant, run $r) FAILED: $(reason "$work/$label.events" "$work/$label.stderr" "$pass_rc")")
+        continue
+    fi
+    changed=$(finished "$work/$label.events" changedBytes)
+    secs=$(finished "$work/$label.events" seconds)
+    m=$(mbps "$changed" "$secs")
+    runs[$variant]+="${runs[$variant]:+, }$m"
+    awk -v a="$m" -v b="${best[$variant]}" 'BEGIN { exit !(a + 0 > b + 0) }' && best[$variant]=$m
+    check_replica "$root"
+    [[ "$check" == identical ]] || notes+=("incremental ($variant, run $r) replica vs image: $check")
+done
+incr_times=("$work"/incr-*.source-time) incr_ttimes=("$work"/incr-journal-*.target-time)
+rss_lines+=("$(printf "%-24s source %10s   target %10s" "peak RSS incremental" "$(rss "${incr_times[@]}")" "$(rss "${incr_ttimes[@]}")")")
+j=${best[journal]}; n=${best[nojournal]}
+[[ "$j" == 0 ]] && j=n/a
+[[ "$n" == 0 ]] && n=n/a
+row "incremental apply" journal "$j" "no journal" "$n" "$(ratio "$j" "$n")" 0.60
+notes+=("incremental: applied $(finished "$work/incr-journal-1.events" changedBytes) bytes per pass (changedBytes / disk-finished seconds, best of $rounds); \
+journal runs ${runs[journal]:-none} MB/s, no-journal runs ${runs[nojournal]:-none} MB/s; replicas vs image checked after every run")
+rm -rf "$pre" "$root"
+
+# ---------------------------------------------------------------- seed through SSH (issue 3)
+
+ssh_row() { rows+=("$(printf "%-24s %s" "seed (ssh)" "$*")"); }
+
+ssh_bench() {
+    local sshd=/usr/sbin/sshd d="$work/ssh" port i fp out
+    [[ -x "$sshd" ]] || { ssh_row "skipped: $sshd not installed (apt-get install openssh-server)"; return; }
+    command -v ssh >/dev/null || { ssh_row "skipped: no ssh client (apt-get install openssh-client)"; return; }
+    say "seed through SSH: starting a private sshd on 127.0.0.1"
+    mkdir -p "$d" /run/sshd
+    chmod 700 "$d"
+    ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$d/host_ed25519"
+    ssh-keygen -q -t ed25519 -N '' -C bench-agent -f "$d/id_agent"      # forced to the agent
+    ssh-keygen -q -t ed25519 -N '' -C bench-reference -f "$d/id_ref"    # plain shell, for lz4 -d
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local sroot="$work/root-ssh"
+    mkdir -p "$sroot"
+    local forced
+    forced=$(printf '%q ' /usr/bin/time -v -o "$work/ssh-seed.target-time" \
+        "$bin/vzrepl-target" serve --stdio --root "$sroot" --log-file "$work/ssh-seed.target.log")
+    {
+        echo "restrict,command=\"${forced% }\" $(cat "$d/id_agent.pub")"
+        echo "restrict $(cat "$d/id_ref.pub")"
+    } >"$d/authorized_keys"
+    cat >"$d/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $d/host_ed25519
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthenticationMethods publickey
+Ciphers aes256-gcm@openssh.com,aes256-ctr
+MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512,hmac-sha2-256
+KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org
+HostKeyAlgorithms ssh-ed25519
+AllowTcpForwarding no
+X11Forwarding no
+PermitTTY no
+ClientAliveInterval 15
+LogLevel INFO
+EOF
+    if ! out=$("$sshd" -t -f "$d/sshd_config" 2>&1); then
+        ssh_row "skipped: sshd -t rejected the configuration: ${out//$'\n'/ }"; return
+    fi
+    "$sshd" -D -e -f "$d/sshd_config" 2>"$d/sshd.log" &
+    sshd_pid=$!
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        kill -0 "$sshd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! kill -0 "$sshd_pid" 2>/dev/null || ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        ssh_row "skipped: sshd did not start: $(tail -n 1 "$d/sshd.log" 2>/dev/null)"; stop_sshd; return
+    fi
+    fp=$(ssh-keygen -lf "$d/host_ed25519.pub" | awk '{print $2}')
+    echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+    say "  sshd pid $sshd_pid on 127.0.0.1:$port, host key $fp"
+
+    say "seed through SSH (vzrepl-source ssh transport)"
+    python3 - "$port" "$d/id_agent" "$fp" >"$work/ssh-target.json" <<'PY'
+import json, sys
+print(json.dumps({"transport": "ssh", "host": "127.0.0.1", "port": int(sys.argv[1]), "user": "root",
+                  "identity": sys.argv[2], "hostKeySHA256": sys.argv[3]}))
+PY
+    write_job "$work/ssh-seed.job" "$(cat "$work/ssh-target.json")"
+    run_pass ssh-seed
+    local ours="" ours_text
+    if (( pass_rc == 0 )); then
+        ours=$(mbps "$size" "$pass_secs")
+        check_replica "$sroot"
+        notes+=("ssh seed replica vs image: $check")
+        rss_lines+=("$(printf "%-24s source %10s   target %10s" "peak RSS seed (ssh)" "$(rss "$work/ssh-seed.source-time")" "$(rss "$work/ssh-seed.target-time")")")
+    else
+        ours_text="skipped: $(reason "$work/ssh-seed.events" "$work/ssh-seed.stderr" "$pass_rc")"
+    fi
+    rm -rf "$sroot"
+
+    say "reference: lz4 -1 -c IMAGE | ssh -c aes256-ctr -m hmac-sha2-256 ... 'lz4 -d -c > FILE'"
+    local ref_out="$work/ref-ssh.out" ref="" t0 t1 rc=0
+    warm
+    t0=$(now)
+    lz4 -1 -q -c "$img" |
+        timeout "$pass_timeout" ssh -F /dev/null -c aes256-ctr -m hmac-sha2-256 -i "$d/id_ref" -p "$port" \
+            -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+            -o UserKnownHostsFile="$d/known_hosts" -o LogLevel=ERROR \
+            root@127.0.0.1 "lz4 -d -q -c > $(printf %q "$ref_out")" 2>"$d/ssh-ref.stderr" || rc=$?
+    t1=$(now)
+    if (( rc == 0 )) && [[ "$(stat -c %s "$ref_out" 2>/dev/null)" == "$size" ]]; then
+        ref=$(mbps "$size" "$(elapsed "$t0" "$t1")")
+        say "  reference: $(elapsed "$t0" "$t1")s"
+    else
+        notes+=("ssh reference failed (exit $rc): $(tail -n 1 "$d/ssh-ref.stderr" 2>/dev/null)")
+    fi
+    rm -f "$ref_out"
+    stop_sshd
+
+    if [[ -n "$ours" ]]; then
+        rows+=("$(printf "%-24s %-8s %6s MB/s   %-16s %6s MB/s   ratio %5s  (aim >= %s)" \
+            "seed (ssh)" vzrepl "$ours" "lz4|ssh|lz4 -d" "${ref:-n/a}" "$(ratio "$ours" "${ref:-0}")" 1.0)")
+    else
+        ssh_row "vzrepl $ours_text"
+        [[ -n "$ref" ]] && rows+=("$(printf "%-24s %-8s %6s   %-16s %6s MB/s" "" "" "" "lz4|ssh|lz4 -d" "$ref")")
+    fi
+    return 0
+}
+ssh_bench
+
+# ---------------------------------------------------------------- results
+
+cores=$(nproc)
+{
+    echo
+    echo "vzrepl bench: $((size >> 20)) MiB mixed image (random / text / zeros, 8 MiB chunks), block $((block >> 20)) MiB," \
+         "$cores cores; MB = 10^6 bytes, wall clock, page cache warm, best of $rounds alternating rounds;" \
+         "load average at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%s\n' "${rows[@]}"
+    printf '%s\n' "${rss_lines[@]}"
+    printf 'note: %s\n' "${notes[@]}"
+} 
+
+if (( failures > 0 )); then
+    echo "bench: $failures check(s) failed (see above)" >&2
+    exit 1
+fi
