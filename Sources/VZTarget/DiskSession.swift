@@ -30,10 +30,7 @@ final class DiskSession {
         case zero(Extent)
     }
 
-    enum Decoded {
-        case block(offset: UInt64, bytes: [UInt8], hash: SHA256Digest)
-        case zero(Extent)
-    }
+    typealias Decoded = DecodedChange
 
     let jobDirectory: Directory
     let job: String
@@ -188,31 +185,25 @@ final class DiskSession {
         var batch: [Decoded] = []
         var batchBytes = 0
         let bs = UInt64(request.blockSize)
+        let applier = BatchApplier(replica: replica, journal: journal) { [self] extents in
+            try SpaceCheck.beforeBatch(directory: jobDirectory, disk: request.disk, extents: extents, blockSize: request.blockSize)
+        }
 
         func flushBatch() throws {
             guard !batch.isEmpty else { return }
-            let extents: [Extent] = batch.map {
-                switch $0 {
-                case let .block(offset, bytes, _): return Extent(offset: offset, length: UInt64(bytes.count))
-                case let .zero(e): return e
-                }
-            }
-            try SpaceCheck.beforeBatch(directory: jobDirectory, disk: request.disk, extents: extents, blockSize: request.blockSize)
-            try journal.protect(extents, replica: replica)
+            try applier.submit(batch)
             for item in batch {
                 switch item {
                 case let .block(offset, bytes, hash):
-                    try bytes.withUnsafeBytes { try replica.write(at: offset, $0) }
                     map[Int(offset / bs)] = .data(hash)
                     changed += UInt64(bytes.count)
                 case let .zero(e):
-                    try replica.writeZeros(e)
                     for i in Int(e.offset / bs)..<Int((e.end + bs - 1) / bs) { map[i] = .zero }
                     changed += e.length
                     zero += e.length
                 }
             }
-            batch.removeAll(keepingCapacity: true)
+            batch = []
             batchBytes = 0
         }
 
@@ -220,6 +211,7 @@ final class DiskSession {
             try decode($0)
         }
         var scanned: UInt64 = 0
+        defer { try? applier.finish() }  // on every path: the writer thread must end
         try pipeline.run(produce: { [self] submit in
             while true {
                 let m = try channel.expect("blocks of disk '\(request.disk)'")
@@ -237,6 +229,7 @@ final class DiskSession {
             if batchBytes >= options.batchBytes { try flushBatch() }
         })
         try flushBatch()
+        try applier.finish()
         logger.debug("source scanned \(scanned) bytes")
         return (changed, zero)
     }

@@ -1,0 +1,88 @@
+import Foundation
+import VZCore
+import VZPlatform
+
+/// A block or zero extent ready to be written to the replica (decompressed and verified).
+enum DecodedChange {
+    case block(offset: UInt64, bytes: [UInt8], hash: SHA256Digest)
+    case zero(Extent)
+
+    var extent: Extent {
+        switch self {
+        case let .block(offset, bytes, _): return Extent(offset: offset, length: UInt64(bytes.count))
+        case let .zero(e): return e
+        }
+    }
+}
+
+/// Writes batches of changes to the replica, each only after the journal made the batch's
+/// originals durable. The journal protects batch N+1 on the caller's thread while a writer
+/// thread writes batch N, so the journal's fsync overlaps the replica writes instead of adding
+/// to them. Batches never share a block within a pass, and the journal keeps a block's first
+/// original only, so the overlap cannot journal a half-written block. At most two batches are
+/// in memory.
+final class BatchApplier {
+    private let replica: Replica
+    private let journal: PassJournal
+    private let spaceCheck: ([Extent]) throws -> Void
+    private let cond = NSCondition()
+    private var pending: [DecodedChange]?
+    private var writerError: Error?
+    private var finished = false
+    private let done = DispatchGroup()
+
+    init(replica: Replica, journal: PassJournal, spaceCheck: @escaping ([Extent]) throws -> Void) {
+        self.replica = replica
+        self.journal = journal
+        self.spaceCheck = spaceCheck
+        done.enter()
+        let t = Thread { [self] in writerLoop(); done.leave() }
+        t.start()
+    }
+
+    /// Protects `batch` (one journal fsync), then hands it to the writer once the previous batch
+    /// is written. Throws the writer's error if it failed.
+    func submit(_ batch: [DecodedChange]) throws {
+        let extents = batch.map(\.extent)
+        try spaceCheck(extents)
+        try journal.protect(extents, replica: replica)
+        cond.lock()
+        defer { cond.unlock() }
+        while pending != nil && writerError == nil { cond.wait() }
+        if let e = writerError { throw e }
+        pending = batch
+        cond.broadcast()
+    }
+
+    /// Waits until every submitted batch is written; rethrows a writer failure. Must be called
+    /// (also on error paths) so the writer thread ends.
+    func finish() throws {
+        cond.lock()
+        finished = true
+        cond.broadcast()
+        cond.unlock()
+        done.wait()
+        if let e = writerError { throw e }
+    }
+
+    private func writerLoop() {
+        while true {
+            cond.lock()
+            while pending == nil && !finished && writerError == nil { cond.wait() }
+            guard let batch = pending, writerError == nil else { cond.unlock(); return }
+            cond.unlock()
+            do {
+                for change in batch {
+                    switch change {
+                    case let .block(offset, bytes, _): try bytes.withUnsafeBytes { try replica.write(at: offset, $0) }
+                    case let .zero(e): try replica.writeZeros(e)
+                    }
+                }
+                cond.lock(); pending = nil; cond.broadcast(); cond.unlock()
+            } catch {
+                cond.lock(); writerError = error; pending = nil; cond.broadcast(); cond.unlock()
+                return
+            }
+        }
+    }
+}
