@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 [ -x /usr/sbin/sshd ] && [ -f "$HERE/Scripts/ssh-fixture.sh" ] || TRANSPORT=exec
 
 rm -rf "$DEMO"; mkdir -p "$DEMO/content" "$DEMO/root" "$DEMO/logs"
-cleanup() { [ -f "$DEMO/sshd.pid" ] && kill "$(cat "$DEMO/sshd.pid")" 2>/dev/null || true; }
+cleanup() { [ -f "$DEMO/ssh/sshd.pid.fixture" ] && kill "$(cat "$DEMO/ssh/sshd.pid.fixture")" 2>/dev/null || true; }
 trap cleanup EXIT
 say() { printf '\n== %s\n' "$*"; }
 

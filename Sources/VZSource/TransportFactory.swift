@@ -13,7 +13,12 @@ enum TransportFactory {
             logger.info("starting target agent: \((t.command ?? []).joined(separator: " "))")
             return try ChildProcessTransport(command: t.command ?? [], idleTimeout: idle)
         case .ssh:
-            throw VZError(.transport, "the ssh transport is not built into this agent yet")
+            let options = SSHTransport.Options(
+                host: t.host ?? "", port: t.port ?? 22, user: t.user ?? "", identityFile: t.identity ?? "",
+                hostKeySHA256: t.hostKeySHA256, knownHostsFile: t.knownHosts,
+                command: (t.command ?? ["vzrepl-target", "serve", "--stdio"]).joined(separator: " "),
+                connectTimeout: t.connectTimeoutSeconds ?? 15, idleTimeout: idle, keepaliveInterval: 10)
+            return try SSHTransport.connect(options, logger: logger)
         }
     }
 }

@@ -1,0 +1,294 @@
+import CLibSSH2
+import Foundation
+import Glibc
+import Logging
+import VZCore
+
+/// One non-blocking libssh2 session and its exec channel, driven by up to three threads: the
+/// stream's reader, its writer and a service thread (keepalives, target stderr, answers to sshd's
+/// client-alive probes while the application is busy elsewhere).
+///
+/// libssh2 is not thread-safe per session, so every libssh2 call runs under `mutex`; nobody
+/// holds it while waiting in poll(). One more rule comes from libssh2 1.10 itself: when a call
+/// returns EAGAIN with a packet half sent, the next send must be that same call again (a
+/// different packet gets LIBSSH2_ERROR_BAD_USE, or loses the window adjust). So the actor that
+/// left a packet pending owns the session until it has flushed it; the others wait to be kicked.
+/// Channel reads (stdout or stderr, any actor) all resume the same pending window adjust, so they
+/// may stand in for each other.
+final class SSHSession: @unchecked Sendable {
+    enum Actor: Int, CaseIterable { case reader = 0, writer = 1, service = 2 }
+    enum Op: Equatable { case setup, read, write, eof, keepalive }
+    /// How long one call may wait: until a fixed deadline (connection setup), or until the
+    /// session has moved no data for `idleTimeout` seconds.
+    enum Limit { case setup(deadline: Double, step: String), idle(since: Double, what: String) }
+    struct Outcome { var rc: Int; var message: String }
+
+    /// libssh2_init must run once before any session and is not thread-safe; a static let is.
+    static let libraryStatus: Int32 = libssh2_init(0)
+
+    let session: OpaquePointer
+    var channel: OpaquePointer?
+    let socket: Int32
+    let peer: String
+    let idleTimeout: Double
+    let logger: Logger
+    let tap: KexInitTap
+
+    // All below guarded by `mutex`.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var pendingOp: Op?
+    private var pendingActor: Actor?
+    private var waiting: [Bool] = [false, false, false]
+    private var lastProgress: Double
+    private(set) var broken = false
+    private(set) var closed = false
+    private var inFlight = 0
+    private var descriptorsReleased = false
+
+    private let kickRead: [Int32]
+    private let kickWrite: [Int32]
+    private let pollSet: UnsafeMutablePointer<pollfd>
+    private let stderrBuffer: UnsafeMutableRawBufferPointer
+    private var stderrLine: [UInt8] = []
+
+    /// Takes ownership of `socket` (closed by `close()`, also when this init throws).
+    init(socket: Int32, peer: String, idleTimeout: Double, logger: Logger) throws {
+        self.socket = socket
+        self.peer = peer
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+        guard SSHSession.libraryStatus == 0 else {
+            Glibc.close(socket)
+            throw VZError(.transport, "libssh2_init failed (\(SSHSession.libraryStatus))")
+        }
+        tap = KexInitTap(peer: peer)
+        guard let s = vz_ssh2_session_init(tap.opaque) else {
+            Glibc.close(socket)
+            throw VZError(.transport, "libssh2_session_init failed for \(peer) (out of memory?)")
+        }
+        session = s
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        var r: [Int32] = [], w: [Int32] = []
+        for _ in Actor.allCases {
+            var fds: [Int32] = [-1, -1]
+            _ = pipe(&fds)
+            for fd in fds where fd >= 0 {
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            }
+            r.append(fds[0]); w.append(fds[1])
+        }
+        kickRead = r; kickWrite = w
+        pollSet = .allocate(capacity: 2 * Actor.allCases.count)
+        stderrBuffer = .allocate(byteCount: 4096, alignment: 8)
+        lastProgress = MonotonicClock.now()
+        libssh2_session_set_blocking(session, 0)
+        if kickRead.contains(-1) {
+            close()
+            throw VZError(.transport, "pipe: \(String(cString: strerror(errno))) while setting up the SSH session to \(peer)")
+        }
+    }
+
+    deinit {
+        close()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        pollSet.deallocate()
+        stderrBuffer.deallocate()
+    }
+
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+
+    /// Runs the non-blocking libssh2 `call` until it returns something other than EAGAIN, waiting
+    /// in poll() between tries. With `returnWhenIdle`, also returns on an EAGAIN that leaves no
+    /// packet half sent (the service thread's "nothing more to do now"). On a negative result the
+    /// outcome carries libssh2's message, read under the lock before anyone else can overwrite it.
+    func run(_ actor: Actor, _ op: Op, _ limit: Limit, returnWhenIdle: Bool = false, _ call: () -> Int) throws -> Outcome {
+        lock()
+        inFlight += 1
+        defer {
+            inFlight -= 1
+            releaseDescriptorsIfIdle()
+            unlock()
+        }
+        let eagain = Int(vz_ssh2_error_eagain())
+        let outbound = vz_ssh2_block_outbound()
+        while true {
+            waiting[actor.rawValue] = false
+            if closed { throw VZError(.connectionLost, "ssh \(peer): the connection was closed locally") }
+            if let owner = pendingActor, owner != actor, !(pendingOp == .read && op == .read) {
+                try wait(actor, events: 0, limit)
+                continue
+            }
+            let rc = call()
+            let dirs = libssh2_session_block_directions(session)
+            let hadPacket = pendingActor != nil
+            if rc == eagain && dirs & outbound != 0 {
+                pendingOp = op; pendingActor = actor
+            } else if pendingActor == actor || (pendingOp == .read && op == .read) {
+                pendingOp = nil; pendingActor = nil
+            }
+            if rc > 0 && (op == .read || op == .write) { lastProgress = MonotonicClock.now() }
+            kickOthers(after: actor, packetFlushed: hadPacket && pendingActor == nil)
+            if rc != eagain {
+                return Outcome(rc: rc, message: rc < 0 ? lastError() : "")
+            }
+            if returnWhenIdle && pendingActor != actor { return Outcome(rc: rc, message: "") }
+            var events: Int16 = 0
+            if dirs & vz_ssh2_block_inbound() != 0 { events |= Int16(POLLIN) }
+            if dirs & outbound != 0 { events |= Int16(POLLOUT) }
+            try wait(actor, events: events == 0 ? Int16(POLLIN) : events, limit)
+        }
+    }
+
+    /// Waits (lock released) for the socket `events` (0: only a kick) or a kick from another
+    /// actor, up to the limit. Called and returns with the lock held.
+    private func wait(_ actor: Actor, events: Int16, _ limit: Limit) throws {
+        let deadline: Double
+        switch limit {
+        case .setup(let d, _): deadline = d
+        case .idle(let since, _): deadline = max(since, lastProgress) + idleTimeout
+        }
+        let left = deadline - MonotonicClock.now()
+        if left <= 0 { throw timeoutError(limit) }
+        waiting[actor.rawValue] = true
+        let fds = pollSet + 2 * actor.rawValue
+        fds[0] = pollfd(fd: events == 0 ? -1 : socket, events: events, revents: 0)
+        fds[1] = pollfd(fd: kickRead[actor.rawValue], events: Int16(POLLIN), revents: 0)
+        unlock()
+        _ = poll(fds, 2, Int32(min(left * 1000, 60_000).rounded(.up)))
+        if fds[1].revents != 0 {
+            var sink: UInt64 = 0
+            while Glibc.read(fds[1].fd, &sink, 8) > 0 {}
+        }
+        lock()
+    }
+
+    /// After `actor`'s call: wake the waiters that may now get further. The writer calls libssh2
+    /// thousands of times a second, so it wakes the reader only when data or EOF is queued for it;
+    /// the rarer reader and service calls may have taken a window adjust off the socket, so they
+    /// wake everyone.
+    private func kickOthers(after actor: Actor, packetFlushed: Bool) {
+        for other in Actor.allCases where other != actor && waiting[other.rawValue] {
+            var kick = packetFlushed || actor != .writer
+            if !kick, other == .reader, let ch = channel {
+                kick = libssh2_poll_channel_read(ch, 0) != 0 || libssh2_channel_eof(ch) == 1
+            }
+            if kick { kickNow(other) }
+        }
+    }
+
+    private func kickNow(_ actor: Actor) {
+        var one: UInt8 = 1
+        _ = Glibc.write(kickWrite[actor.rawValue], &one, 1)
+    }
+
+    private func lastError() -> String {
+        var message: UnsafeMutablePointer<CChar>?
+        var length: Int32 = 0
+        _ = libssh2_session_last_error(session, &message, &length, 0)
+        return message.map { String(cString: $0) } ?? "unknown libssh2 error"
+    }
+
+    private func timeoutError(_ limit: Limit) -> VZError {
+        switch limit {
+        case .setup(_, let step):
+            return VZError(.timeout, "ssh \(peer): \(step) did not finish in time (connect timeout); the server or the link is stalled")
+        case .idle(_, let what):
+            return VZError(.timeout, "ssh \(peer): nothing could be \(what) for \(TCPConnector.format(idleTimeout)) s (idle timeout); the link or the target is dead or stalled")
+        }
+    }
+
+    /// Maps a libssh2 failure during the data phase to the error kind callers switch on; a lost
+    /// connection marks the session broken so `close()` does not wait on a dead peer.
+    func dataError(_ outcome: Outcome, during: String) -> VZError {
+        let rc = Int32(truncatingIfNeeded: outcome.rc)
+        let kind: VZError.Kind
+        switch rc {
+        case LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT,
+             LIBSSH2_ERROR_SOCKET_NONE, LIBSSH2_ERROR_SOCKET_TIMEOUT, LIBSSH2_ERROR_CHANNEL_CLOSED,
+             LIBSSH2_ERROR_CHANNEL_EOF_SENT, LIBSSH2_ERROR_CHANNEL_UNKNOWN, LIBSSH2_ERROR_BAD_USE,
+             LIBSSH2_ERROR_DECRYPT, LIBSSH2_ERROR_KEX_FAILURE:
+            kind = .connectionLost
+        case LIBSSH2_ERROR_TIMEOUT:
+            kind = .timeout
+        default:
+            kind = .transport
+        }
+        if kind == .connectionLost { lock(); broken = true; unlock() }
+        return VZError(kind, "ssh \(peer): \(during): \(outcome.message) (libssh2 error \(rc))")
+    }
+
+    // MARK: - stderr of the remote command
+
+    /// Reads what the target wrote to stderr and logs it line by line. Lock held. Harmless when
+    /// there is nothing: it is also how the session processes incoming packets (keepalive
+    /// replies, window adjusts) without touching the stdout data the reader owns.
+    func drainStderrLocked() -> Int {
+        guard let ch = channel else { return 0 }
+        var rc = 0
+        for _ in 0..<16 {
+            rc = vz_ssh2_channel_read_stderr(ch, stderrBuffer.baseAddress, stderrBuffer.count)
+            guard rc > 0 else { break }
+            for byte in UnsafeRawBufferPointer(rebasing: stderrBuffer[0..<rc]) {
+                if byte == 0x0A || stderrLine.count >= 2048 {
+                    logger.notice("target stderr: \(String(decoding: stderrLine, as: UTF8.self))")
+                    stderrLine.removeAll(keepingCapacity: true)
+                    if byte == 0x0A { continue }
+                }
+                stderrLine.append(byte)
+            }
+        }
+        return rc
+    }
+
+    /// The socket can take a small packet whole right now. Checked before keepalives and EOF,
+    /// whose packets libssh2 builds on its stack and so cannot resume if they were half sent.
+    func socketWritable() -> Bool {
+        var p = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
+        return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLOUT) != 0
+    }
+
+    var hasPendingPacket: Bool { pendingActor != nil }
+
+    // MARK: - teardown
+
+    /// Idempotent; safe while other threads are blocked in `run` (they wake and throw).
+    func close() {
+        lock()
+        defer { unlock() }
+        guard !closed else { return }
+        closed = true
+        for a in Actor.allCases { kickNow(a) }
+        tap.remove()
+        if broken {
+            // Nothing polite will get through; make every send fail at once instead of waiting.
+            shutdown(socket, Int32(SHUT_RDWR))
+        } else {
+            // A short blocking goodbye: CHANNEL_CLOSE and DISCONNECT, at most ~1 s each if the
+            // peer has stalled.
+            libssh2_session_set_timeout(session, 1000)
+            libssh2_session_set_blocking(session, 1)
+        }
+        if let ch = channel {
+            if !broken { _ = libssh2_channel_close(ch) }
+            _ = libssh2_channel_free(ch)
+            channel = nil
+        }
+        if !broken { _ = vz_ssh2_session_disconnect(session, "vzrepl: done") }
+        _ = libssh2_session_free(session)
+        shutdown(socket, Int32(SHUT_RDWR))
+        releaseDescriptorsIfIdle()
+    }
+
+    /// Closes the descriptors once closed and no thread is inside `run` (one might otherwise
+    /// poll a number the kernel has already handed to someone else). Lock held.
+    private func releaseDescriptorsIfIdle() {
+        guard closed, inFlight == 0, !descriptorsReleased else { return }
+        descriptorsReleased = true
+        Glibc.close(socket)
+        for fd in kickRead + kickWrite where fd >= 0 { Glibc.close(fd) }
+    }
+}
