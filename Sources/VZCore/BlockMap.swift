@@ -47,7 +47,8 @@ public struct BlockMap: Equatable, Sendable {
     }
 
     public static func blockCount(capacity: UInt64, blockSize: UInt32) -> UInt64 {
-        (capacity + UInt64(blockSize) - 1) / UInt64(blockSize)
+        // Not (capacity + blockSize - 1) / blockSize: a capacity from a corrupt file may be near 2^64.
+        capacity / UInt64(blockSize) + (capacity % UInt64(blockSize) == 0 ? 0 : 1)
     }
 
     public var count: Int { kinds.count }

@@ -56,13 +56,14 @@ public struct ExtentSet: Equatable, Sendable, Sequence {
 
     /// True when every byte of `e` is in the set.
     public func covers(_ e: Extent) -> Bool {
+        if e.isEmpty { return true }
         // Binary search for the last extent starting at or before e.offset.
         var lo = 0, hi = extents.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if extents[mid].offset <= e.offset { lo = mid + 1 } else { hi = mid }
         }
-        guard lo > 0 else { return e.isEmpty }
+        guard lo > 0 else { return false }
         return extents[lo - 1].contains(e)
     }
 }

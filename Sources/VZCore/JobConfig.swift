@@ -16,6 +16,19 @@ public struct JobConfig: Codable, Equatable, Sendable {
         /// Expected capacity in bytes, when the controller recorded it at configuration time; a
         /// different size means the VM's hardware changed and the pass fails before sending.
         public var capacityBytes: UInt64?
+
+        private enum CodingKeys: String, CodingKey { case name, source, capacityBytes }
+
+        public init(name: String, source: String, capacityBytes: UInt64? = nil) {
+            self.name = name; self.source = source; self.capacityBytes = capacityBytes
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            source = try c.decode(String.self, forKey: .source)
+            capacityBytes = try c.decodeWholeNumber(UInt64.self, forKey: .capacityBytes)
+        }
     }
 
     public struct TargetConfig: Codable, Equatable, Sendable {
@@ -66,7 +79,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
                 "'\(modeName)' is not a supported mode (\(ReplicationMode.allCases.map(\.rawValue).joined(separator: ", ")); CBT comes in a later release")
         }
         mode = m
-        blockSize = try c.decodeIfPresent(UInt32.self, forKey: .blockSize) ?? JobConfig.defaultBlockSize
+        blockSize = try c.decodeWholeNumber(UInt32.self, forKey: .blockSize) ?? JobConfig.defaultBlockSize
         whitespace = try c.decodeIfPresent(Bool.self, forKey: .whitespace) ?? true
         target = try c.decode(TargetConfig.self, forKey: .target)
         disks = try c.decode([DiskConfig].self, forKey: .disks)
@@ -165,5 +178,18 @@ public enum NameRules {
             if !ok { return "'\(name)' has the character '\(u)' (allowed: letters, digits, '-', '_', '.')" }
         }
         return nil
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A whole number that fits `T`. Decoded through Double because Foundation's JSONDecoder
+    /// reports a negative, fractional or too large integer without naming the field.
+    func decodeWholeNumber<T: FixedWidthInteger>(_ type: T.Type, forKey key: Key) throws -> T? {
+        guard let d = try decodeIfPresent(Double.self, forKey: key) else { return nil }
+        guard d == d.rounded(), d >= Double(T.min), d <= Double(T.max), let v = T(exactly: d) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self,
+                debugDescription: "\(d) is not a whole number from \(T.min) to \(T.max)")
+        }
+        return v
     }
 }

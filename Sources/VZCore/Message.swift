@@ -126,7 +126,7 @@ public enum Message: Equatable, Sendable {
         case .bye:
             break
         case let .error(kind, message):
-            w.string(kind); w.string(String(message.prefix(2000)))
+            w.string(kind); w.string(Message.truncated(message, maxBytes: 2000))
         }
         return Frame.header(type: type.rawValue, length: w.bytes.count) + w.bytes
     }
@@ -140,6 +140,20 @@ public enum Message: Equatable, Sendable {
         w.u64(b.offset); w.u32(b.rawLength); w.u8(b.encoding.rawValue); w.raw(b.sha256)
         out.append(contentsOf: w.bytes)
         out.append(contentsOf: b.payload)
+        return out
+    }
+
+    /// At most `maxBytes` of UTF-8, cut at a character boundary.
+    static func truncated(_ s: String, maxBytes: Int) -> String {
+        guard s.utf8.count > maxBytes else { return s }
+        var out = ""
+        var bytes = 0
+        for ch in s {
+            let n = ch.utf8.count
+            if bytes + n > maxBytes { break }
+            out.append(ch)
+            bytes += n
+        }
         return out
     }
 

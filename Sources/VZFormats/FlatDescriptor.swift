@@ -59,7 +59,7 @@ public struct FlatDescriptor: Equatable, Sendable {
         var cid: UInt32?
         var sectors: UInt64?
         var flat: String?
-        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for raw in text.split(whereSeparator: \.isNewline) {  // LF, CR and CRLF alike
             let line = raw.trimmingSpaces()
             if line.hasPrefix("#") || line.isEmpty { continue }
             if line.lowercased().hasPrefix("cid=") {
@@ -78,6 +78,9 @@ public struct FlatDescriptor: Equatable, Sendable {
         }
         guard let c = cid else { throw VZError(.replicaIO, "\(fileName): field 'CID': missing") }
         guard let s = sectors, let f = flat else { throw VZError(.replicaIO, "\(fileName): no extent line") }
+        guard s <= UInt64(1) << 41 else {  // 1 PiB in sectors; also keeps s * 512 from overflowing
+            throw VZError(.replicaIO, "\(fileName): extent of \(s) sectors is larger than 1 PiB")
+        }
         return FlatDescriptor(cid: c, capacity: s * 512, flatFileName: f)
     }
 }

@@ -41,6 +41,18 @@ public struct KexInitParser {
 
     public var isDone: Bool { if case .done = state { return true } else { return false } }
 
+    /// Whether the server's "SSH-2.0-..." identification line has arrived.
+    public var sawIdentification: Bool { if case .banner = state { return false } else { return true } }
+
+    /// The first thing the server sent, for "this is not an SSH server" messages: its first
+    /// complete line, or the start of an unfinished one; nil when nothing came.
+    public var firstWords: String? {
+        if let l = firstLine { return l }
+        if case .banner = state, !buffer.isEmpty { return String(decoding: buffer.prefix(60), as: UTF8.self) }
+        return nil
+    }
+    private var firstLine: String?
+
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         if isDone { return }
         buffer.append(contentsOf: bytes)
@@ -76,6 +88,7 @@ public struct KexInitParser {
                     }
                     state = .packet(banner: text)
                 } else {
+                    if firstLine == nil { firstLine = String(text.prefix(60)) }
                     linesSeen += 1
                     guard linesSeen <= KexInitParser.maxPreBannerLines else {
                         throw fail(at: consumed, "more than \(KexInitParser.maxPreBannerLines) lines without an SSH identification line (got '\(text.prefix(60))')")

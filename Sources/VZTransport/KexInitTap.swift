@@ -16,6 +16,9 @@ final class KexInitTap {
 
     init(peer: String) { parser = KexInitParser(peer: peer) }
 
+    var sawIdentification: Bool { parser.sawIdentification }
+    var firstWords: String? { parser.firstWords }
+
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
     /// Starts tapping `session`, which must have been created with `opaque` as its abstract.

@@ -57,8 +57,10 @@ public struct SSHAlgorithmPolicy: Equatable, Sendable {
 
     /// Why negotiation with a server that sent `server` must fail, or nil if every category has
     /// a common algorithm. The error names what the server offered, what we offered, and the
-    /// sshd setting to change. A MAC is irrelevant when both sides would pick an AEAD cipher.
-    public func mismatch(with server: KexInit, peer: String) -> VZError? {
+    /// sshd setting to change (from `advice`, the full policy, since the appliance's sshd should
+    /// offer what newer clients can use too). A MAC is irrelevant when both sides would pick an
+    /// AEAD cipher.
+    public func mismatch(with server: KexInit, peer: String, advice: SSHAlgorithmPolicy = .standard) -> VZError? {
         func common(_ ours: [String], _ theirs: [String]) -> Bool { ours.contains(where: theirs.contains) }
         func fail(_ c: Category, offered: [String], setting: String) -> VZError {
             let offeredText = offered.isEmpty ? "nothing" : offered.joined(separator: ",")
@@ -67,15 +69,15 @@ public struct SSHAlgorithmPolicy: Equatable, Sendable {
         let cipherServer = server.ciphersClientToServer == server.ciphersServerToClient
             ? server.ciphersClientToServer : server.ciphersClientToServer + server.ciphersServerToClient.filter { !server.ciphersClientToServer.contains($0) }
         if !common(ciphers, server.ciphersClientToServer) || !common(ciphers, server.ciphersServerToClient) {
-            return fail(.cipher, offered: cipherServer, setting: "Ciphers \(ciphers.joined(separator: ","))")
+            return fail(.cipher, offered: cipherServer, setting: "Ciphers \(advice.ciphers.joined(separator: ","))")
         }
-        if !common(kex, server.kex) { return fail(.kex, offered: server.kex, setting: "KexAlgorithms \(kex.joined(separator: ","))") }
+        if !common(kex, server.kex) { return fail(.kex, offered: server.kex, setting: "KexAlgorithms \(advice.kex.joined(separator: ","))") }
         if !common(hostKey, server.hostKey) {
-            return fail(.hostKey, offered: server.hostKey, setting: "HostKeyAlgorithms \(hostKey.joined(separator: ","))")
+            return fail(.hostKey, offered: server.hostKey, setting: "HostKeyAlgorithms \(advice.hostKey.joined(separator: ","))")
         }
         let aead = ciphers.first(where: server.ciphersClientToServer.contains).map { $0.contains("gcm") } ?? false
         if !aead && (!common(macs, server.macsClientToServer) || !common(macs, server.macsServerToClient)) {
-            return fail(.mac, offered: server.macsClientToServer, setting: "MACs \(macs.joined(separator: ","))")
+            return fail(.mac, offered: server.macsClientToServer, setting: "MACs \(advice.macs.joined(separator: ","))")
         }
         if !common(compression, server.compressionClientToServer) || !common(compression, server.compressionServerToClient) {
             return fail(.compression, offered: server.compressionClientToServer, setting: "Compression no")

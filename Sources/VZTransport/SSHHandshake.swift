@@ -105,13 +105,22 @@ struct SSHHandshake {
         if let server = session.tap.kexInit, let mismatch = policy.mismatch(with: server, peer: peer) {
             return mismatch
         }
-        if session.tap.kexInit == nil, let garbage = session.tap.parseError {
-            return VZError(.protocolViolation, "\(garbage.message): is this port an SSH server?")
+        let tap = session.tap
+        if tap.kexInit == nil {
+            if let garbage = tap.parseError {
+                return VZError(.protocolViolation, "\(garbage.message): is this port an SSH server?")
+            }
+            if !tap.sawIdentification, let words = tap.firstWords {
+                return VZError(.protocolViolation, "ssh \(peer): the server did not identify as an SSH server (it sent '\(words)'): is this port an SSH server?")
+            }
+            if !tap.sawIdentification {
+                return VZError(.connectionLost, "ssh \(peer): the server closed the connection before identifying itself (\(o.message)); sshd may be refusing connections (MaxStartups, a firewall, tcp wrappers)")
+            }
         }
         switch Int32(truncatingIfNeeded: o.rc) {
         case LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_BANNER_RECV,
              LIBSSH2_ERROR_SOCKET_NONE:
-            return VZError(.connectionLost, "ssh \(peer): the server closed the connection during the SSH handshake (\(o.message)); sshd may be refusing connections (MaxStartups, firewall) or our algorithms")
+            return VZError(.connectionLost, "ssh \(peer): the server closed the connection during the SSH handshake (\(o.message), libssh2 error \(o.rc)); its log says why")
         default:
             return VZError(.transport, "ssh \(peer): SSH handshake failed: \(o.message) (libssh2 error \(o.rc))")
         }

@@ -21,7 +21,7 @@ final class SSHServiceThread: @unchecked Sendable {
         self.session = session
         keepalive = keepaliveInterval > 0
         // Well inside sshd's ClientAliveInterval (15 s on the appliance) either way.
-        period = 1000
+        period = keepaliveInterval > 0 ? Double(min(keepaliveInterval, 5)) : 5
         guard pipe(&stopPipe) == 0 else { return }
         for fd in stopPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         started = true

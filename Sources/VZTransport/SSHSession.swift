@@ -217,7 +217,10 @@ final class SSHSession: @unchecked Sendable {
         default:
             kind = .transport
         }
-        if kind == .connectionLost { lock(); broken = true; unlock() }
+        if kind == .connectionLost {
+            lock(); broken = true; unlock()
+            return VZError(kind, "ssh \(peer): connection lost while \(during) (\(outcome.message), libssh2 error \(rc)); the server, the network or the target ended the session")
+        }
         return VZError(kind, "ssh \(peer): \(during): \(outcome.message) (libssh2 error \(rc))")
     }
 

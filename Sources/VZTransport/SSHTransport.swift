@@ -125,7 +125,7 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
                 // The target is gone when it has sent EOF or an exit status while we still have
                 // data for it; without this check a write to a closed channel would wait for a
                 // window adjust that never comes and end as a timeout.
-                if false && SSHTransport.remoteFinished(ch) {
+                if n == Int(vz_ssh2_error_eagain()) && SSHTransport.remoteFinished(ch) {
                     remoteGone = true
                     return Int(LIBSSH2_ERROR_CHANNEL_CLOSED)
                 }

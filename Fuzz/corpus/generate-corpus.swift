@@ -1,0 +1,66 @@
+// Writes the seed corpus of the fuzz targets (Fuzz/corpus/<target>/). Run from the repository root:
+//   swiftc -module-name VZCore -parse-as-library Sources/VZCore/*.swift Sources/VZFormats/*.swift \
+//       Fuzz/corpus/generate-corpus.swift -o /tmp/gen-corpus && /tmp/gen-corpus Fuzz/corpus
+// The files are checked in; regenerate only when a format changes.
+import Foundation
+
+@main
+struct GenerateCorpus {
+    static func main() throws {
+        let root = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "Fuzz/corpus"
+        func write(_ target: String, _ name: String, _ bytes: [UInt8]) throws {
+            let dir = "\(root)/\(target)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+        }
+        let h = SHA256Digest((0..<32).map { UInt8($0 * 7 & 0xFF) })
+        let messages: [Message] = [
+            .hello(job: "vm-101", sourceVersion: "0.1.0"),
+            .helloAck(targetVersion: "0.1.0"),
+            .openDisk(.init(disk: "scsi0", capacity: 1 << 30, blockSize: 1 << 20, mode: .differential)),
+            .diskState(.init(mapStatus: .rebuilt, generation: 3, entryCount: 2, note: "rebuilt")),
+            .mapChunk(firstIndex: 0, entries: [.zero, .data(h), .unknown]),
+            .blockData(.init(offset: 65536, rawLength: 16, encoding: .raw, sha256: h.bytes, payload: Array(0..<16))),
+            .blockData(.init(offset: 0, rawLength: 65536, encoding: .lz4, sha256: h.bytes, payload: [0x1F, 0, 1, 0, 0xFF, 0xFF])),
+            .zeroExtent(Extent(offset: 1 << 20, length: 1 << 20)),
+            .commitDisk(scannedBytes: 1 << 30),
+            .diskCommitted(.init(generation: 4, changedBytes: 1 << 20, zeroBytes: 0)),
+            .bye,
+            .error(kind: "noSpace", message: "no space left"),
+        ]
+        // Frame target: first byte = read size - 1.
+        for (i, m) in messages.enumerated() {
+            try write("frame", "msg-\(i)", [UInt8(i * 13 & 0xFF)] + m.encodedFrame())
+        }
+        try write("frame", "session", [7] + messages.flatMap { $0.encodedFrame() })
+
+        var map = BlockMap(blockSize: 65536, capacity: 3 * 65536 + 100)
+        map[0] = .data(h); map[1] = .zero
+        try write("vzmap", "small", VzmapFile.encode(map, generation: 5, createdUnixSeconds: 1_700_000_000))
+        try write("vzmap", "empty", VzmapFile.encode(BlockMap(blockSize: 1 << 20, capacity: 0), generation: 0, createdUnixSeconds: 0))
+
+        try write("descriptor", "replica", Array(FlatDescriptor(cid: 0xC0FFEE, capacity: 10 << 30, flatFileName: "scsi0-flat.vmdk").text().utf8))
+        try write("descriptor", "qemu", Array("""
+            # Disk DescriptorFile
+            version=1
+            CID=52a0b3c1
+            parentCID=ffffffff
+            createType="monolithicFlat"
+            RW 2097152 FLAT "disk-flat.vmdk" 0
+
+            """.utf8) + [0, 0, 0, 0])
+
+        try write("jobconfig", "exec", Array(#"""
+            {"job":"vm-101","mode":"differential","blockSize":1048576,"whitespace":true,
+             "target":{"transport":"exec","command":["vzrepl-target","serve","--stdio","--root","/srv"]},
+             "disks":[{"name":"scsi0","source":"/dev/sdb","capacityBytes":10737418240}]}
+            """#.utf8))
+        try write("jobconfig", "ssh", Array(#"""
+            {"job":"web","mode":"full","blockSize":65536,
+             "target":{"transport":"ssh","host":"dr.example.net","port":22,"user":"vzrepl","identity":"/k",
+                       "hostKeySHA256":"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s","knownHosts":"/kh",
+                       "idleTimeoutSeconds":60,"connectTimeoutSeconds":5.5},
+             "disks":[{"name":"a","source":"/x"},{"name":"b.1","source":"/y"}]}
+            """#.utf8))
+    }
+}

@@ -1,0 +1,169 @@
+import XCTest
+@testable import VZCore
+
+final class JobConfigTests: XCTestCase {
+    static let execSample = #"""
+    {
+      "job": "vm-101",
+      "mode": "differential",
+      "blockSize": 1048576,
+      "whitespace": true,
+      "target": { "transport": "exec", "command": ["vzrepl-target", "serve", "--stdio", "--root", "/srv/replicas"] },
+      "disks": [
+        { "name": "scsi0", "source": "/vmfs/volumes/ds1/vm-101/vm-101-flat.vmdk", "capacityBytes": 10737418240 },
+        { "name": "scsi1.data", "source": "/dev/sdb" }
+      ]
+    }
+    """#
+
+    static let sshSample = #"""
+    {
+      "job": "web_01",
+      "mode": "full",
+      "blockSize": 65536,
+      "target": {
+        "transport": "ssh", "host": "dr.example.net", "port": 2222, "user": "vzrepl",
+        "identity": "/etc/vzrepl/id_ed25519",
+        "hostKeySHA256": "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+        "idleTimeoutSeconds": 120, "connectTimeoutSeconds": 15.5
+      },
+      "disks": [ { "name": "disk-0", "source": "/dev/vg0/web" } ]
+    }
+    """#
+
+    static let knownHostsSample = #"""
+    { "job": "j", "target": { "transport": "ssh", "host": "h", "user": "u", "identity": "/k", "knownHosts": "/etc/ssh/known" },
+      "disks": [ { "name": "d", "source": "/x" } ] }
+    """#
+
+    private func parse(_ text: String, file: String = "job.json") throws -> JobConfig {
+        try JobConfig.parse(Array(text.utf8), fileName: file)
+    }
+
+    func testValidSamplesParse() throws {
+        let e = try parse(Self.execSample)
+        XCTAssertEqual(e.job, "vm-101")
+        XCTAssertEqual(e.mode, .differential)
+        XCTAssertEqual(e.blockSize, 1 << 20)
+        XCTAssertEqual(e.target.transport, .exec)
+        XCTAssertEqual(e.target.command?.first, "vzrepl-target")
+        XCTAssertEqual(e.disks.map(\.name), ["scsi0", "scsi1.data"])
+        XCTAssertEqual(e.disks[0].capacityBytes, 10 << 30)
+        XCTAssertNil(e.disks[1].capacityBytes)
+
+        let s = try parse(Self.sshSample)
+        XCTAssertEqual(s.mode, .full)
+        XCTAssertEqual(s.blockSize, 65536)
+        XCTAssertEqual(s.target.port, 2222)
+        XCTAssertEqual(s.target.connectTimeoutSeconds, 15.5)
+
+        XCTAssertEqual(try parse(Self.knownHostsSample).target.knownHosts, "/etc/ssh/known")
+    }
+
+    func testDefaults() throws {
+        let c = try parse(#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#)
+        XCTAssertEqual(c.mode, .differential)
+        XCTAssertEqual(c.blockSize, JobConfig.defaultBlockSize)
+        XCTAssertTrue(c.whitespace)
+    }
+
+    func testEncodeThenParseIsIdentity() throws {
+        let c = try parse(Self.sshSample)
+        let data = try JSONEncoder().encode(c)
+        XCTAssertEqual(try JobConfig.parse(Array(data), fileName: "re.json"), c)
+    }
+
+    func testEveryPowerOfTwoBlockSizeInRange() throws {
+        for shift in 0..<32 {
+            let size = UInt64(1) << shift
+            let text = Self.execSample.replacingOccurrences(of: "1048576", with: "\(size)")
+            if (16...23).contains(shift) {
+                XCTAssertEqual(try parse(text).blockSize, UInt32(size))
+            } else {
+                assertVZError(.badJobFile, containing: ["job.json", "field 'blockSize'"], "2^\(shift)") { try parse(text) }
+            }
+        }
+    }
+
+    /// (description, the JSON to parse, the field the message must name)
+    private static let invalid: [(String, String, String)] = [
+        ("block size not a power of two", #"{"job":"j","blockSize":1000000,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+        ("block size 3 MiB", #"{"job":"j","blockSize":3145728,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+        ("block size 0", #"{"job":"j","blockSize":0,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+        ("block size too large", #"{"job":"j","blockSize":16777216,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+        ("block size a string", #"{"job":"j","blockSize":"1M","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+        ("disks missing", #"{"job":"j","target":{"transport":"exec","command":["t"]}}"#, "disks"),
+        ("disks empty", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[]}"#, "disks"),
+        ("disks an object", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":{"name":"d","source":"/x"}}"#, "disks"),
+        ("disk name with slash", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"a/b","source":"/x"}]}"#, "disks[0].name"),
+        ("disk name ..", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"ok","source":"/x"},{"name":"..","source":"/y"}]}"#, "disks[1].name"),
+        ("disk name with .. inside", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"a..b","source":"/x"}]}"#, "disks[0].name"),
+        ("disk name starting with a dot", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":".hidden","source":"/x"}]}"#, "disks[0].name"),
+        ("disk name with a space", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"my disk","source":"/x"}]}"#, "disks[0].name"),
+        ("disk name empty", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"","source":"/x"}]}"#, "disks[0].name"),
+        ("duplicate disk names", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"},{"name":"e","source":"/y"},{"name":"d","source":"/z"}]}"#, "disks[2].name"),
+        ("disk source missing", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d"}]}"#, "disks[0].source"),
+        ("disk source empty", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":""}]}"#, "disks[0].source"),
+        ("job missing", #"{"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "job"),
+        ("job name with slash", #"{"job":"a/b","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "job"),
+        ("job a number", #"{"job":5,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "job"),
+        ("mode unknown", #"{"job":"j","mode":"incremental","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "mode"),
+        ("whitespace a string", #"{"job":"j","whitespace":"yes","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "whitespace"),
+        ("target missing", #"{"job":"j","disks":[{"name":"d","source":"/x"}]}"#, "target"),
+        ("transport unknown", #"{"job":"j","target":{"transport":"ftp"},"disks":[{"name":"d","source":"/x"}]}"#, "target.transport"),
+        ("exec without command", #"{"job":"j","target":{"transport":"exec"},"disks":[{"name":"d","source":"/x"}]}"#, "target.command"),
+        ("exec with empty command", #"{"job":"j","target":{"transport":"exec","command":[]},"disks":[{"name":"d","source":"/x"}]}"#, "target.command"),
+        ("exec with empty program", #"{"job":"j","target":{"transport":"exec","command":[""]},"disks":[{"name":"d","source":"/x"}]}"#, "target.command"),
+        ("command not strings", #"{"job":"j","target":{"transport":"exec","command":[1,2]},"disks":[{"name":"d","source":"/x"}]}"#, "target.command[0]"),
+        ("ssh without host", #"{"job":"j","target":{"transport":"ssh","user":"u","identity":"/k","hostKeySHA256":"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"},"disks":[{"name":"d","source":"/x"}]}"#, "target.host"),
+        ("ssh without user", #"{"job":"j","target":{"transport":"ssh","host":"h","identity":"/k","hostKeySHA256":"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"},"disks":[{"name":"d","source":"/x"}]}"#, "target.user"),
+        ("ssh without identity", #"{"job":"j","target":{"transport":"ssh","host":"h","user":"u","hostKeySHA256":"SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"},"disks":[{"name":"d","source":"/x"}]}"#, "target.identity"),
+        ("ssh without pin", #"{"job":"j","target":{"transport":"ssh","host":"h","user":"u","identity":"/k"},"disks":[{"name":"d","source":"/x"}]}"#, "target.hostKeySHA256"),
+        ("ssh with an MD5 pin", #"{"job":"j","target":{"transport":"ssh","host":"h","user":"u","identity":"/k","hostKeySHA256":"MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48"},"disks":[{"name":"d","source":"/x"}]}"#, "target.hostKeySHA256"),
+        ("ssh port 0", #"{"job":"j","target":{"transport":"ssh","host":"h","port":0,"user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#, "target.port"),
+        ("ssh port a string", #"{"job":"j","target":{"transport":"ssh","host":"h","port":"22","user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#, "target.port"),
+        ("idle timeout negative", #"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeoutSeconds":-1},"disks":[{"name":"d","source":"/x"}]}"#, "target.idleTimeoutSeconds"),
+        ("connect timeout too long", #"{"job":"j","target":{"transport":"exec","command":["t"],"connectTimeoutSeconds":7200},"disks":[{"name":"d","source":"/x"}]}"#, "target.connectTimeoutSeconds"),
+        ("host null", #"{"job":"j","target":{"transport":"ssh","host":null,"user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#, "target.host"),
+    ]
+
+    func testInvalidCasesNameTheField() {
+        for (what, json, field) in Self.invalid {
+            assertVZError(.badJobFile, containing: ["bad-job.json", "field '\(field)'"], what) {
+                try parse(json, file: "bad-job.json")
+            }
+        }
+    }
+
+    /// A number that is valid JSON but does not fit the field's type (negative, too large, a
+    /// fraction) must be reported against the field, not as "not valid JSON".
+    func testRegression_OutOfRangeNumbersNameTheField() {
+        let cases: [(String, String, String)] = [
+            ("block size negative", #"{"job":"j","blockSize":-1,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+            ("block size over 32 bits", #"{"job":"j","blockSize":5000000000,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+            ("block size a fraction", #"{"job":"j","blockSize":65536.5,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "blockSize"),
+            ("capacity negative", #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x","capacityBytes":-5}]}"#, "disks[0].capacityBytes"),
+        ]
+        for (what, json, field) in cases {
+            assertVZError(.badJobFile, containing: ["bad-job.json", "field '\(field)'"], what) {
+                try parse(json, file: "bad-job.json")
+            }
+        }
+    }
+
+    func testNotJSON() {
+        for text in ["", "{", "job: j", "[1,2]", "null", "{\"job\":\"j\",}"] {
+            assertVZError(.badJobFile, containing: ["x.json"], "'\(text)'") { try parse(text, file: "x.json") }
+        }
+        assertVZError(.badJobFile, containing: ["x.json", "not valid JSON"]) { try parse("{", file: "x.json") }
+    }
+
+    func testNameRules() {
+        for ok in ["a", "vm-101", "scsi0.0", "A_b-c.d", String(repeating: "x", count: 64)] {
+            XCTAssertNil(NameRules.problem(with: ok), ok)
+        }
+        for bad in ["", ".", "..", "a..b", "a/b", "/abs", ".x", "-x", "a b", "é", "a\u{0}b", "a\\b", String(repeating: "x", count: 65)] {
+            XCTAssertNotNil(NameRules.problem(with: bad), bad)
+        }
+    }
+}

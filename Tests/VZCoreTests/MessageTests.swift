@@ -1,0 +1,204 @@
+import XCTest
+@testable import VZCore
+
+final class MessageTests: XCTestCase {
+    private func frame(_ m: Message) throws -> Frame {
+        var d = FrameDecoder()
+        d.append(m.encodedFrame())
+        return try XCTUnwrap(try d.nextFrame())
+    }
+
+    func testEveryMessageCaseRoundTrips() throws {
+        let samples = sampleMessages()
+        // Every case of the enum is among the samples.
+        XCTAssertEqual(Set(samples.map { $0.type.rawValue }), Set(1...11))
+        for m in samples {
+            let f = try frame(m)
+            XCTAssertEqual(f.type, m.type.rawValue)
+            XCTAssertEqual(try Message.decode(f, frameNumber: 1), m)
+        }
+    }
+
+    func testRandomMessagesRoundTrip() throws {
+        var rng = SeededRNG(seed: 99)
+        func str(_ max: Int, ascii: Bool = false) -> String {
+            let alphabet = Array(ascii ? "abcXYZ019-_. " : "abcXYZ019-_.é✓ ")
+            return String((0..<Int.random(in: 0...max, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+        }
+        for _ in 0..<300 {
+            let entries = (0..<Int.random(in: 0...20, using: &rng)).map { _ -> BlockMap.Entry in
+                switch UInt8.random(in: 0...2, using: &rng) {
+                case 0: return .unknown
+                case 1: return .zero
+                default: return .data(SHA256Digest([UInt8].random(count: 32, using: &rng)))
+                }
+            }
+            let payload = [UInt8].random(count: Int.random(in: 0...200, using: &rng), using: &rng)
+            let candidates: [Message] = [
+                .hello(job: str(60), sourceVersion: str(60)),
+                .openDisk(.init(disk: str(60), capacity: rng.next(), blockSize: UInt32.random(in: 0...UInt32.max, using: &rng),
+                                mode: Bool.random(using: &rng) ? .full : .differential)),
+                .diskState(.init(mapStatus: .rebuilt, generation: rng.next(), entryCount: rng.next(), note: str(200))),
+                .mapChunk(firstIndex: rng.next(), entries: entries),
+                .blockData(.init(offset: rng.next(), rawLength: UInt32(payload.count), encoding: .raw,
+                                 sha256: [UInt8].random(count: 32, using: &rng), payload: payload)),
+                .zeroExtent(Extent(offset: rng.next(), length: rng.next())),
+                .error(kind: str(64, ascii: true), message: str(300)),
+            ]
+            for m in candidates {
+                XCTAssertEqual(try Message.decode(try frame(m), frameNumber: 1), m)
+            }
+        }
+    }
+
+    func testUnknownMessageTypeNamesFrame() {
+        for t: UInt8 in [0, 12, 200, 255] {
+            assertVZError(.protocolViolation, containing: ["frame #7", "type", "\(t)"]) {
+                try Message.decode(Frame(type: t, payload: []), frameNumber: 7)
+            }
+        }
+    }
+
+    func testTrailingBytesRejected() throws {
+        for m in sampleMessages() {
+            if case .blockData = m { continue }
+            var f = try frame(m)
+            f.payload.append(0)
+            // mapChunk knows its size from `count`, so an extra byte is a size mismatch of 'entries'.
+            let reason = m.type == .mapChunk ? "field 'entries'" : "trailing"
+            assertVZError(.protocolViolation, containing: ["frame #4", "\(m.type)", reason], "\(m.type)") {
+                try Message.decode(f, frameNumber: 4)
+            }
+        }
+        // A raw block's payload length must equal rawLength: an extra byte is named.
+        let raw = Message.blockData(.init(offset: 0, rawLength: 4, encoding: .raw, sha256: [UInt8](repeating: 0, count: 32),
+                                          payload: [1, 2, 3, 4]))
+        var f = try frame(raw)
+        f.payload.append(5)
+        assertVZError(.protocolViolation, containing: ["frame #4", "payload", "5 bytes", "rawLength says 4"]) {
+            try Message.decode(f, frameNumber: 4)
+        }
+    }
+
+    /// Every proper prefix of every payload fails with an error naming the frame and a field.
+    /// (An lz4 block's payload has no length of its own, so its prefixes beyond the fixed
+    /// fields are legal; the test stops at the fixed fields for it.)
+    func testEveryTruncatedPayloadFailsNamingFrameAndField() throws {
+        for m in sampleMessages() {
+            let full = try frame(m)
+            var limit = full.payload.count
+            if case let .blockData(b) = m, b.encoding == .lz4 { limit = 8 + 4 + 1 + 32 }
+            for n in 0..<limit {
+                let f = Frame(type: full.type, payload: Array(full.payload[..<n]))
+                assertVZError(.protocolViolation, containing: ["frame #9", "field '"], "\(m.type) cut to \(n)") {
+                    try Message.decode(f, frameNumber: 9)
+                }
+            }
+        }
+    }
+
+    func testTruncationNamesTheFieldThatWasCut() throws {
+        let hello = try frame(.hello(job: "job1", sourceVersion: "0.1.0")).payload
+        assertVZError(.protocolViolation, containing: ["field 'job.length'", "truncated"]) {
+            try Message.decode(Frame(type: 1, payload: [hello[0]]), frameNumber: 1)
+        }
+        assertVZError(.protocolViolation, containing: ["field 'sourceVersion'"]) {
+            try Message.decode(Frame(type: 1, payload: Array(hello.dropLast())), frameNumber: 1)
+        }
+        let open = try frame(.openDisk(.init(disk: "d", capacity: 1, blockSize: 65536, mode: .full))).payload
+        assertVZError(.protocolViolation, containing: ["field 'capacity'"]) {
+            try Message.decode(Frame(type: 3, payload: Array(open[..<5])), frameNumber: 1)
+        }
+        assertVZError(.protocolViolation, containing: ["field 'mode'"]) {
+            try Message.decode(Frame(type: 3, payload: Array(open.dropLast())), frameNumber: 1)
+        }
+    }
+
+    func testEnumFieldsWithUnknownValuesAreNamed() throws {
+        var open = try frame(.openDisk(.init(disk: "d", capacity: 1, blockSize: 65536, mode: .full))).payload
+        open[open.count - 1] = 9
+        assertVZError(.protocolViolation, containing: ["field 'mode'", "9"]) { try Message.decode(Frame(type: 3, payload: open), frameNumber: 1) }
+
+        var state = try frame(.diskState(.init(mapStatus: .valid, generation: 1, entryCount: 1))).payload
+        state[0] = 3
+        assertVZError(.protocolViolation, containing: ["field 'mapStatus'"]) { try Message.decode(Frame(type: 4, payload: state), frameNumber: 1) }
+
+        var block = try frame(.blockData(.init(offset: 0, rawLength: 0, encoding: .raw, sha256: [UInt8](repeating: 0, count: 32),
+                                               payload: []))).payload
+        block[12] = 2
+        assertVZError(.protocolViolation, containing: ["field 'encoding'"]) { try Message.decode(Frame(type: 6, payload: block), frameNumber: 1) }
+    }
+
+    func testInvalidUTF8StringRejected() {
+        var w = ByteWriter()
+        w.u16(2); w.raw([0xC3, 0x28]); w.u16(0)
+        assertVZError(.protocolViolation, containing: ["field 'job'", "UTF-8"]) { try Message.decode(Frame(type: 1, payload: w.bytes), frameNumber: 1) }
+    }
+
+    func testOverlongNameRejected() {
+        var w = ByteWriter()
+        w.string(String(repeating: "a", count: Message.maxNameLength + 1)); w.u64(1); w.u32(65536); w.u8(0)
+        assertVZError(.protocolViolation, containing: ["field 'disk'", "256", "255"]) { try Message.decode(Frame(type: 3, payload: w.bytes), frameNumber: 1) }
+    }
+
+    // MARK: mapChunk
+
+    private func mapChunkPayload(count: UInt32, entries: Int) -> [UInt8] {
+        var w = ByteWriter()
+        w.u64(0); w.u32(count)
+        for _ in 0..<entries { BlockMap.Entry.zero.encode(into: &w) }
+        return w.bytes
+    }
+
+    func testMapChunkAtTheLimitDecodes() throws {
+        let m = try Message.decode(Frame(type: 5, payload: mapChunkPayload(count: 4096, entries: 4096)), frameNumber: 1)
+        guard case let .mapChunk(_, entries) = m else { return XCTFail("\(m)") }
+        XCTAssertEqual(entries.count, 4096)
+    }
+
+    func testMapChunkOverTheLimitRejected() {
+        XCTAssertEqual(Message.maxMapChunkEntries, 4096)
+        assertVZError(.protocolViolation, containing: ["frame #2", "field 'count'", "4097", "4096"]) {
+            try Message.decode(Frame(type: 5, payload: mapChunkPayload(count: 4097, entries: 4097)), frameNumber: 2)
+        }
+        // A huge count with no entries behind it is refused before anything is reserved for it.
+        assertVZError(.protocolViolation, containing: ["field 'count'"]) {
+            try Message.decode(Frame(type: 5, payload: mapChunkPayload(count: UInt32.max, entries: 0)), frameNumber: 2)
+        }
+    }
+
+    func testMapChunkCountMustMatchBytes() {
+        assertVZError(.protocolViolation, containing: ["field 'entries'", "66 bytes for 2 entries", "got 33"]) {
+            try Message.decode(Frame(type: 5, payload: mapChunkPayload(count: 2, entries: 1)), frameNumber: 1)
+        }
+        assertVZError(.protocolViolation, containing: ["field 'entries'"]) {
+            try Message.decode(Frame(type: 5, payload: mapChunkPayload(count: 1, entries: 2)), frameNumber: 1)
+        }
+    }
+
+    func testMapChunkEntryChecks() {
+        var p = mapChunkPayload(count: 3, entries: 3)
+        p[12 + 33 * 2] = 7  // kind of entries[2]
+        assertVZError(.protocolViolation, containing: ["entries[2].kind", "7"]) { try Message.decode(Frame(type: 5, payload: p), frameNumber: 1) }
+        p = mapChunkPayload(count: 3, entries: 3)
+        p[12 + 33 + 5] = 1  // hash byte of a zero entry
+        assertVZError(.protocolViolation, containing: ["entries[1].hash", "must be zero"]) { try Message.decode(Frame(type: 5, payload: p), frameNumber: 1) }
+    }
+
+    // MARK: what the encoder writes, the decoder must read
+
+    /// `.error` keeps at most 2000 bytes of the message's UTF-8, cut at a character boundary, so
+    /// whatever the encoder produces decodes (the decoder reads at most 4096 bytes).
+    func testRegression_ErrorMessageWithMultibyteTextDecodes() throws {
+        let long = String(repeating: "€", count: 3000)
+        let m = Message.error(kind: "replicaIO", message: long)
+        let decoded = try Message.decode(try frame(m), frameNumber: 1)
+        XCTAssertEqual(decoded, .error(kind: "replicaIO", message: String(long.prefix(666))))  // 666 x 3 bytes
+    }
+
+    func testLongASCIIErrorMessageIsTruncatedTo2000() throws {
+        let m = Message.error(kind: "internal", message: String(repeating: "x", count: 5000))
+        XCTAssertEqual(try Message.decode(try frame(m), frameNumber: 1),
+                       .error(kind: "internal", message: String(repeating: "x", count: 2000)))
+    }
+}
