@@ -99,13 +99,16 @@ public final class Directory: @unchecked Sendable {
     }
 
     /// Removes `name`; a missing file is not an error (removal is idempotent for recovery).
-    public func remove(_ name: String) throws {
+    /// Returns whether there was a file to remove.
+    @discardableResult
+    public func remove(_ name: String) throws -> Bool {
         let name = try checked(name)
-        guard exists(name) else { return }
+        guard exists(name) else { return false }
         let injected = FaultInjector.shared.check(.unlink)
         if injected != 0 { throw Syscall.error("unlink", "\(path)/\(name)", injected, kind: .replicaIO) }
         let (r, e) = Syscall.retrying { unlinkat(fd, name, 0) }
         guard r == 0 || e == ENOENT else { throw Syscall.error("unlink", "\(path)/\(name)", e, kind: .replicaIO) }
+        return r == 0
     }
 
     public func sync() throws {

@@ -45,7 +45,7 @@ public enum DatastoreRecovery {
         var firstError: Error?
         for job in try root.entries() where NameRules.problem(with: job) == nil {
             guard let dir = try? root.subdirectory(job, create: false) else { continue }
-            for disk in try Rollback.disksWithJournals(in: dir) where NameRules.problem(with: disk) == nil {
+            for disk in try disksToRecover(in: dir) {
                 do {
                     outcomes.append(try recoverDisk(root: root, job: job, disk: disk, lockWait: 0, logger: logger))
                 } catch let e as VZError where e.kind == .locked {
@@ -58,5 +58,17 @@ public enum DatastoreRecovery {
         }
         if let e = firstError { throw e }
         return outcomes
+    }
+
+    /// Disks with a journal, and every disk with a replica or a lock file: recovering a disk
+    /// without a journal only removes what a crash left (temp files, a lone vzundo-script).
+    static func disksToRecover(in dir: Directory) throws -> [String] {
+        var disks = Set(try Rollback.disksWithJournals(in: dir))
+        for name in try dir.entries() {
+            for suffix in ["-flat.vmdk", ".vzlock"] where name.hasSuffix(suffix) {
+                disks.insert(String(name.dropLast(suffix.count)))
+            }
+        }
+        return disks.filter { NameRules.problem(with: $0) == nil }.sorted()
     }
 }

@@ -72,14 +72,16 @@ final class DiskSession {
         try sendMap(loaded)
 
         try SpaceCheck.preflight(directory: jobDirectory, disk: disk, blockSize: bs, entries: loaded.map.count)
-        let journal: PassJournal = options.journaled
-            ? try MapStore.beginJournal(directory: jobDirectory, disk: disk, job: job, rootPath: options.rootPath,
-                                        executablePath: options.executablePath, generation: loaded.state.generation,
-                                        blockSize: bs, capacity: request.capacity, logger: logger)
-            : NoJournal()
+        var journal: PassJournal = NoJournal()
         let generation = loaded.state.generation + 1
         let stats: (changed: UInt64, zero: UInt64)
         do {
+            // Inside the do: a journal that fails half-way through its own start is cleaned up too.
+            if options.journaled {
+                journal = try MapStore.beginJournal(directory: jobDirectory, disk: disk, job: job, rootPath: options.rootPath,
+                                                    executablePath: options.executablePath, generation: loaded.state.generation,
+                                                    blockSize: bs, capacity: request.capacity, logger: logger)
+            }
             var newMap = loaded.map
             stats = try apply(to: replica, journal: journal, map: &newMap)
             // Commit: the replica first, then the map that describes it, then the CID, then the journal.

@@ -128,7 +128,7 @@ public enum Rollback {
             return Outcome(decision: decision)
         case .discardJournal:
             try directory.remove(UndoJournal.fileName(disk: disk))
-            try removeLeftovers(directory: directory, disk: disk)
+            try removeLeftovers(directory: directory, disk: disk, changed: true)
             log.info("leftover journal of a committed pass removed")
             return Outcome(decision: decision)
         case .rollBack, .rollBackAndDropMap:
@@ -211,7 +211,7 @@ public enum Rollback {
         try replica.flush()
         // Only now, with the originals durable, may the journal go.
         try directory.remove(name)
-        try removeLeftovers(directory: directory, disk: disk)
+        try removeLeftovers(directory: directory, disk: disk, changed: true)
         let tailNote = outcome.tail.map { ", ignored a torn tail of \(outcome.ignoredTailBytes) bytes (\($0))" } ?? ""
         logger.notice("rolled back \(replica.displayName): \(outcome.dataRecords) blocks of data and \(outcome.zeroRecords) zero blocks restored (\(outcome.restoredBytes) bytes)\(tailNote); journal removed")
         return outcome
@@ -226,11 +226,15 @@ public enum Rollback {
         }
     }
 
-    /// Removes a header temp file left by a crash inside `UndoJournal.begin`, the script when no
-    /// journal is left, and fsyncs the directory.
-    private static func removeLeftovers(directory: Directory, disk: String) throws {
-        try directory.remove(UndoJournal.tempName(disk: disk))
-        try RollbackScript.removeIfUnused(in: directory, disk: disk)
-        try directory.sync()
+    /// Removes the temp files a crash can leave (the journal header of `UndoJournal.begin`, the
+    /// map and descriptor of `Directory.writeAtomically`), the script when no journal is left,
+    /// and fsyncs the directory. The caller holds the disk's lock, so none of them is in use.
+    private static func removeLeftovers(directory: Directory, disk: String, changed: Bool = false) throws {
+        var removed = try directory.remove(UndoJournal.tempName(disk: disk)) || changed
+        removed = try directory.remove(".\(disk).vzmap.tmp") || removed
+        removed = try directory.remove(".\(disk).vmdk.tmp") || removed
+        removed = try RollbackScript.removeIfUnused(in: directory, disk: disk) || removed
+        // Only a directory that changed needs its fsync (a clean disk costs no durable operation).
+        if removed { try directory.sync() }
     }
 }

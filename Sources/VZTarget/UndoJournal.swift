@@ -299,13 +299,16 @@ public struct RollbackScript: Sendable, Equatable {
     /// Removes the script when no `.vzundo` is left in the directory (and the temp file `disk`
     /// may have left). If a pass of another disk began meanwhile (it creates its journal, then
     /// installs the script), puts the script back. The caller fsyncs the directory.
-    static func removeIfUnused(in directory: Directory, disk: String) throws {
-        try directory.remove(".\(fileName).\(disk).tmp")
-        guard !(try directory.entries().contains(where: isJournal)) else { return }
-        guard let bytes = try directory.readFile(fileName, maxSize: maxSize) else { return }
+    /// Returns whether anything was removed.
+    @discardableResult
+    static func removeIfUnused(in directory: Directory, disk: String) throws -> Bool {
+        let removedTemp = try directory.remove(".\(fileName).\(disk).tmp")
+        guard !(try directory.entries().contains(where: isJournal)) else { return removedTemp }
+        guard let bytes = try directory.readFile(fileName, maxSize: maxSize) else { return removedTemp }
         try directory.remove(fileName)
         if try directory.entries().contains(where: isJournal) {
             try write(bytes, in: directory, disk: disk)
         }
+        return true
     }
 }

@@ -64,8 +64,9 @@ public struct HostKeyPin: Equatable, Sendable {
     }
 
     private func checkKnownHosts(_ file: String, session: OpaquePointer, host: String, port: Int, peer: String, offered: String) throws {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw VZError(.hostKeyUnknown, "cannot read known_hosts file \(file) (\(String(cString: strerror(errno)))): cannot verify SSH server \(peer)")
+        guard access(file, R_OK) == 0, let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            let why = access(file, R_OK) == 0 ? "not UTF-8 text" : String(cString: strerror(errno))
+            throw VZError(.hostKeyUnknown, "cannot read known_hosts file \(file) (\(why)): cannot verify SSH server \(peer)")
         }
         guard let kh = libssh2_knownhost_init(session) else {
             throw VZError(.transport, "libssh2_knownhost_init failed while checking \(peer)")

@@ -43,6 +43,9 @@ final class SSHSession: @unchecked Sendable {
     private(set) var broken = false
     private(set) var closed = false
     private var inFlight = 0
+    /// Set by a call that declined to start because the socket was full (see `socketWritable`):
+    /// its next wait is for POLLOUT, whatever libssh2's block directions say.
+    var waitForWritable = false
     private var descriptorsReleased = false
 
     private let kickRead: [Int32]
@@ -138,7 +141,8 @@ final class SSHSession: @unchecked Sendable {
             if returnWhenIdle && pendingActor != actor { return Outcome(rc: rc, message: "") }
             var events: Int16 = 0
             if dirs & vz_ssh2_block_inbound() != 0 { events |= Int16(POLLIN) }
-            if dirs & outbound != 0 { events |= Int16(POLLOUT) }
+            if dirs & outbound != 0 || waitForWritable { events |= Int16(POLLOUT) }
+            waitForWritable = false
             try wait(actor, events: events == 0 ? Int16(POLLIN) : events, limit)
         }
     }
@@ -171,7 +175,9 @@ final class SSHSession: @unchecked Sendable {
     /// the rarer reader and service calls may have taken a window adjust off the socket, so they
     /// wake everyone.
     private func kickOthers(after actor: Actor, packetFlushed: Bool) {
-        for other in Actor.allCases where other != actor && waiting[other.rawValue] {
+        // Indices, not Actor.allCases: that builds an array, and this runs for every packet.
+        for i in 0..<3 where i != actor.rawValue && waiting[i] {
+            let other = Actor(rawValue: i)!
             var kick = packetFlushed || actor != .writer
             if !kick, other == .reader, let ch = channel {
                 kick = libssh2_poll_channel_read(ch, 0) != 0 || libssh2_channel_eof(ch) == 1

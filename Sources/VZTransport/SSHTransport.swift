@@ -121,7 +121,10 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
             var remoteGone = false
             let outcome = try session.run(.writer, .write, .idle(since: MonotonicClock.now(), what: "written")) {
                 guard let ch = session.channel else { return Int(LIBSSH2_ERROR_CHANNEL_CLOSED) }
-                let n = vz_ssh2_channel_write(ch, next, left)
+                var n = vz_ssh2_channel_write(ch, next, left)
+                // 0 means the server's window is closed (libssh2 then waits for inbound data,
+                // the window adjust); treat it as EAGAIN so we wait instead of spinning.
+                if n == 0 { n = Int(vz_ssh2_error_eagain()) }
                 // The target is gone when it has sent EOF or an exit status while we still have
                 // data for it; without this check a write to a closed channel would wait for a
                 // window adjust that never comes and end as a timeout.
@@ -148,7 +151,10 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
             let outcome = try session.run(.writer, .eof, .idle(since: MonotonicClock.now(), what: "sent (EOF)")) {
                 guard let ch = session.channel else { return 0 }
                 // The EOF packet lives on libssh2's stack: only start it when it fits whole.
-                if !session.hasPendingPacket && !session.socketWritable() { return Int(vz_ssh2_error_eagain()) }
+                if !session.hasPendingPacket && !session.socketWritable() {
+                    session.waitForWritable = true
+                    return Int(vz_ssh2_error_eagain())
+                }
                 return Int(libssh2_channel_send_eof(ch))
             }
             if outcome.rc < 0 { session.logger.debug("ssh \(session.peer): sending EOF failed: \(outcome.message)") }

@@ -16,7 +16,6 @@ enum TCPConnector {
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_protocol = Int32(IPPROTO_TCP)
-        hints.ai_flags = AI_ADDRCONFIG
         var list: UnsafeMutablePointer<addrinfo>?
         let gai = getaddrinfo(host, String(port), &hints, &list)
         guard gai == 0, let first = list else {

@@ -1,0 +1,343 @@
+import Foundation
+import Glibc
+import Logging
+import VZCore
+@testable import VZTransport
+import XCTest
+
+/// The SSH transport against a real OpenSSH sshd configured from Appliance/ (see
+/// SSHServerHarness). The forced command is a stand-in script, so these tests need nothing but
+/// sshd and the transport.
+final class SSHTransportTests: XCTestCase {
+    var servers: [SSHServerHarness] = []
+    let logs = LogCapture()
+
+    override func tearDown() {
+        for s in servers { s.stop(); s.removeFiles() }
+        servers = []
+        super.tearDown()
+    }
+
+    func server(overrides: [String: String] = [:], extraLines: [String] = []) throws -> SSHServerHarness {
+        let s = try SSHServerHarness(overrides: overrides, extraLines: extraLines)
+        servers.append(s)
+        return s
+    }
+
+    func options(_ s: SSHServerHarness, command: String = "echo", pin: String?? = .none, knownHosts: String? = nil,
+                 idleTimeout: Double = 10) -> SSHTransport.Options {
+        SSHTransport.Options(host: "127.0.0.1", port: s.port, user: String(cString: getpwuid(geteuid()).pointee.pw_name),
+                             identityFile: s.userKey, hostKeySHA256: pin ?? s.hostKeyFingerprint, knownHostsFile: knownHosts,
+                             command: command, connectTimeout: 5, idleTimeout: idleTimeout, keepaliveInterval: 2)
+    }
+
+    func connectError(_ o: SSHTransport.Options, file: StaticString = #filePath, line: UInt = #line) -> VZError? {
+        do {
+            let t = try SSHTransport.connect(o, logger: logs.logger())
+            t.close()
+            XCTFail("connected, but an error was expected", file: file, line: line)
+            return nil
+        } catch let e as VZError {
+            print("expected error: \(e)")
+            return e
+        } catch {
+            XCTFail("not a VZError: \(error)", file: file, line: line)
+            return nil
+        }
+    }
+
+    /// Writes `data` on a second thread (as the source agent's sender does) while this one reads
+    /// everything back until EOF.
+    func echo(_ t: SSHTransport, _ data: [UInt8], chunk: Int) throws -> [UInt8] {
+        let writeError = ErrorBox()
+        let wrote = DispatchSemaphore(value: 0)
+        Thread {
+            do {
+                var i = 0
+                while i < data.count {
+                    let n = min(chunk, data.count - i)
+                    try data.withUnsafeBytes { try t.write(UnsafeRawBufferPointer(rebasing: $0[i..<(i + n)])) }
+                    i += n
+                }
+                t.closeWrite()
+            } catch { writeError.error = error }
+            wrote.signal()
+        }.start()
+        var back: [UInt8] = []
+        back.reserveCapacity(data.count)
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try t.read(into: $0) }
+            if n == 0 { break }
+            back += buffer[..<n]
+        }
+        wrote.wait()
+        if let e = writeError.error { throw e }
+        return back
+    }
+
+    final class ErrorBox: @unchecked Sendable { var error: Error? }
+
+    static func randomBytes(_ n: Int) -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<n / 8).flatMap { _ -> [UInt8] in withUnsafeBytes(of: g.next() as UInt64) { Array($0) } }
+    }
+
+    // MARK: - the happy path
+
+    func testEchoOfSeveralMegabytesMatchesByteForByteOverAES256() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s), logger: logs.logger())
+        defer { t.close() }
+        let data = Self.randomBytes(12 << 20)
+        let start = Date()
+        let back = try echo(t, data, chunk: 1 << 20)
+        let seconds = Date().timeIntervalSince(start)
+        XCTAssertEqual(back.count, data.count)
+        XCTAssertTrue(back == data, "echoed bytes differ")
+        XCTAssertEqual(t.negotiated.cipherClientToServer, "aes256-ctr")
+        XCTAssertEqual(t.negotiated.cipherServerToClient, "aes256-ctr")
+        XCTAssertEqual(t.negotiated.macClientToServer, "hmac-sha2-256")
+        XCTAssertEqual(t.negotiated.kex, "curve25519-sha256")
+        XCTAssertEqual(t.negotiated.hostKey, "ssh-ed25519")
+        XCTAssertEqual(t.hostKeyFingerprint, s.hostKeyFingerprint, "our fingerprint must be what ssh-keygen -lf prints")
+        let info = logs.all.filter { $0.hasPrefix("info") }.joined(separator: "\n")
+        for word in ["aes256-ctr", "hmac-sha2-256", "curve25519-sha256", s.hostKeyFingerprint] {
+            XCTAssertTrue(info.contains(word), "info log lacks \(word): \(info)")
+        }
+        print("echo of \(data.count >> 20) MiB through sshd: \(String(format: "%.1f", Double(2 * data.count) / seconds / 1e6)) MB/s both ways")
+    }
+
+    func testManySmallWritesAndOddSizes() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s), logger: logs.logger())
+        defer { t.close() }
+        let data = Self.randomBytes(300_007 / 8 * 8)
+        XCTAssertEqual(try echo(t, data, chunk: 1013), data)
+    }
+
+    func testServerRekeyingMidTransferIsTransparent() throws {
+        // OpenSSH rekeys after RekeyLimit bytes (by default every few GiB for AES), so a seed of a
+        // large disk crosses it many times; the transport must carry on through it.
+        let s = try server(extraLines: ["RekeyLimit 1M"])
+        let t = try SSHTransport.connect(options(s), logger: logs.logger())
+        defer { t.close() }
+        let data = Self.randomBytes(8 << 20)
+        XCTAssertTrue(try echo(t, data, chunk: 256 << 10) == data)
+    }
+
+    func testTargetStderrReachesTheLogAndStdoutStaysClean() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s, command: "stderr"), logger: logs.logger())
+        defer { t.close() }
+        let data = Array("only this comes back\n".utf8)
+        XCTAssertEqual(try echo(t, data, chunk: 4096), data)
+        XCTAssertTrue(logs.all.contains { $0.contains("target stderr: diagnostic line from the target") }, "\(logs.all)")
+    }
+
+    func testAnotherCommandStillRunsTheForcedCommand() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s, command: "/bin/echo hacked"), logger: logs.logger())
+        defer { t.close() }
+        let out = String(decoding: try echo(t, [], chunk: 1), as: UTF8.self)
+        XCTAssertEqual(out, "forced: serve --stdio --root \(s.root)\noriginal: /bin/echo hacked\n")
+    }
+
+    // MARK: - host key
+
+    func testHostKeyMismatchShowsBothFingerprintsAndNeverOffersTheKey() throws {
+        let s = try server()
+        try SSHServerHarness.keygen(s.dir + "/other", comment: "other")
+        let other = try SSHServerHarness.fingerprint(ofPublicKeyFile: s.dir + "/other.pub")
+        let e = try XCTUnwrap(connectError(options(s, pin: other)))
+        XCTAssertEqual(e.kind, .hostKeyMismatch)
+        XCTAssertTrue(e.message.contains(other), e.message)
+        XCTAssertTrue(e.message.contains(s.hostKeyFingerprint), e.message)
+        XCTAssertTrue(e.message.contains("127.0.0.1:\(s.port)"), e.message)
+        // sshd logs every public key offered to it; ours must not have been.
+        let userFingerprint = try SSHServerHarness.fingerprint(ofPublicKeyFile: s.userKey + ".pub")
+        usleep(200_000)
+        XCTAssertFalse(s.log.contains(userFingerprint), "the user key was offered to a server that failed the pin:\n\(s.log)")
+        XCTAssertFalse(s.log.contains("publickey"), s.log)
+        // The control: a connection that authenticates does leave the key's fingerprint there.
+        let t = try SSHTransport.connect(options(s), logger: logs.logger())
+        t.close()
+        usleep(200_000)
+        XCTAssertTrue(s.log.contains(userFingerprint), s.log)
+    }
+
+    func testNoPinIsHostKeyUnknown() throws {
+        let s = try server()
+        let e = try XCTUnwrap(connectError(options(s, pin: .some(nil))))
+        XCTAssertEqual(e.kind, .hostKeyUnknown)
+    }
+
+    func testKnownHostsFilePlainAndHashedMatches() throws {
+        let s = try server()
+        let file = s.dir + "/known_hosts"
+        try "# comment\nother.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n\(s.knownHostsLine)\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        for hashed in [false, true] {
+            if hashed { XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/ssh-keygen", ["-H", "-f", file]).status, 0) }
+            let t = try SSHTransport.connect(options(s, pin: .some(nil), knownHosts: file), logger: logs.logger())
+            XCTAssertEqual(try echo(t, Array("hi".utf8), chunk: 2), Array("hi".utf8), "hashed: \(hashed)")
+            t.close()
+        }
+    }
+
+    func testKnownHostsWithAnotherKeyIsMismatchAndWithoutTheHostIsUnknown() throws {
+        let s = try server()
+        try SSHServerHarness.keygen(s.dir + "/other", comment: "other")
+        let otherKey = try String(contentsOfFile: s.dir + "/other.pub", encoding: .utf8).split(separator: " ")
+        let wrong = s.dir + "/known_hosts_wrong"
+        try "[127.0.0.1]:\(s.port) \(otherKey[0]) \(otherKey[1])\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        let e1 = try XCTUnwrap(connectError(options(s, pin: .some(nil), knownHosts: wrong)))
+        XCTAssertEqual(e1.kind, .hostKeyMismatch, e1.message)
+        XCTAssertTrue(e1.message.contains(s.hostKeyFingerprint) && e1.message.contains(wrong), e1.message)
+
+        let absent = s.dir + "/known_hosts_absent"
+        try "[127.0.0.1]:1 \(otherKey[0]) \(otherKey[1])\n".write(toFile: absent, atomically: true, encoding: .utf8)
+        let e2 = try XCTUnwrap(connectError(options(s, pin: .some(nil), knownHosts: absent)))
+        XCTAssertEqual(e2.kind, .hostKeyUnknown, e2.message)
+        XCTAssertTrue(e2.message.contains("[127.0.0.1]:\(s.port)"), e2.message)
+
+        let missing = try XCTUnwrap(connectError(options(s, pin: .some(nil), knownHosts: s.dir + "/no-such-file")))
+        XCTAssertEqual(missing.kind, .hostKeyUnknown, missing.message)
+    }
+
+    // MARK: - authentication, algorithms, connection
+
+    func testWrongUserKeyIsAuthenticationFailed() throws {
+        let s = try server()
+        try SSHServerHarness.keygen(s.dir + "/stranger", comment: "stranger")
+        var o = options(s)
+        o.identityFile = s.dir + "/stranger"
+        let e = try XCTUnwrap(connectError(o))
+        XCTAssertEqual(e.kind, .authenticationFailed, e.message)
+        XCTAssertTrue(e.message.contains(o.identityFile), e.message)
+    }
+
+    func testServerWithOnlyAES128IsNoAcceptableCipherNamingIt() throws {
+        let s = try server(overrides: ["Ciphers": "aes128-ctr"])
+        let e = try XCTUnwrap(connectError(options(s)))
+        XCTAssertEqual(e.kind, .noAcceptableCipher, e.message)
+        XCTAssertTrue(e.message.contains("the server offers aes128-ctr"), e.message)
+        XCTAssertTrue(e.message.contains("127.0.0.1:\(s.port)"), e.message)
+    }
+
+    func testConnectionRefused() throws {
+        let port = try SSHServerHarness.freePort()
+        let o = SSHTransport.Options(host: "127.0.0.1", port: port, user: "u", identityFile: "/dev/null",
+                                     hostKeySHA256: "SHA256:" + String(repeating: "A", count: 43), connectTimeout: 3)
+        let e = try XCTUnwrap(connectError(o))
+        XCTAssertEqual(e.kind, .connectionRefused, e.message)
+        XCTAssertTrue(e.message.contains("127.0.0.1:\(port)"), e.message)
+    }
+
+    func testDNSFailureNamesTheHost() throws {
+        let o = SSHTransport.Options(host: "nonexistent.invalid", port: 22, user: "u", identityFile: "/dev/null",
+                                     hostKeySHA256: "SHA256:" + String(repeating: "A", count: 43), connectTimeout: 3)
+        let e = try XCTUnwrap(connectError(o))
+        XCTAssertEqual(e.kind, .dnsFailure, e.message)
+        XCTAssertTrue(e.message.contains("nonexistent.invalid"), e.message)
+    }
+
+    func testNotAnSSHServerIsAClearError() throws {
+        // A listener that greets with something else: the parser's error, not a hang.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(listener) }
+        let port = try SSHServerHarness.freePort()
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET); addr.sin_addr.s_addr = inet_addr("127.0.0.1"); addr.sin_port = UInt16(port).bigEndian
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(listener, 1)
+        Thread {
+            let c = accept(listener, nil, nil)
+            let junk = Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8) + [UInt8](repeating: 0x20, count: 400)
+            _ = Glibc.write(c, junk, junk.count)
+            usleep(500_000)
+            Glibc.close(c)
+        }.start()
+        let o = SSHTransport.Options(host: "127.0.0.1", port: port, user: "u", identityFile: "/dev/null",
+                                     hostKeySHA256: "SHA256:" + String(repeating: "A", count: 43), connectTimeout: 3)
+        let e = try XCTUnwrap(connectError(o))
+        XCTAssertEqual(e.kind, .protocolViolation, e.message)
+        XCTAssertTrue(e.message.contains("127.0.0.1:\(port)") && e.message.contains("HTTP/1.1 400 Bad Request"), e.message)
+    }
+
+    // MARK: - liveness
+
+    func testIdleTimeoutFailsASilentTargetInBoundedTime() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s, command: "sleep", idleTimeout: 2), logger: logs.logger())
+        defer { t.close() }
+        let start = Date()
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try t.read(into: $0) }) {
+            XCTAssertEqual(($0 as? VZError)?.kind, .timeout, "\($0)")
+            XCTAssertTrue(($0 as? VZError)?.message.contains("idle timeout") == true)
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        XCTAssertGreaterThanOrEqual(elapsed, 1.9)
+        XCTAssertLessThan(elapsed, 5)
+    }
+
+    func testAWriteToATargetThatExitedIsConnectionLost() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s, command: "exit3", idleTimeout: 20), logger: logs.logger())
+        defer { t.close() }
+        let data = [UInt8](repeating: 7, count: 16 << 20)
+        let start = Date()
+        XCTAssertThrowsError(try data.withUnsafeBytes { try t.write($0) }) {
+            XCTAssertEqual(($0 as? VZError)?.kind, .connectionLost, "\($0)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10, "must not wait for the idle timeout")
+    }
+
+    func testServiceThreadAnswersClientAliveWhileTheApplicationIsBusy() throws {
+        // sshd drops a client that leaves 2 probes a second apart unanswered (measured: ~5 s, as
+        // sshd's poll timeouts drift); the application does nothing with the stream for 7 s, then
+        // echoes. Without the service thread this fails with connectionLost.
+        let s = try server(overrides: ["ClientAliveInterval": "1", "ClientAliveCountMax": "2"])
+        let t = try SSHTransport.connect(options(s), logger: logs.logger())
+        defer { t.close() }
+        sleep(7)
+        XCTAssertEqual(try echo(t, Array("still here".utf8), chunk: 64), Array("still here".utf8), s.log)
+    }
+
+    func testCloseFromAnotherThreadWakesABlockedReader() throws {
+        let s = try server()
+        let t = try SSHTransport.connect(options(s, command: "sleep", idleTimeout: 30), logger: logs.logger())
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { t.close() }
+        let start = Date()
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try t.read(into: $0) })
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        t.close()
+    }
+
+    // MARK: - the parser against the real server
+
+    func testParserReadsTheRealServersKexInit() throws {
+        let s = try server()
+        let fd = try TCPConnector.connect(host: "127.0.0.1", port: s.port, timeout: 3)
+        defer { Glibc.close(fd) }
+        let banner = Array("SSH-2.0-vzrepl_test\r\n".utf8)
+        _ = Glibc.write(fd, banner, banner.count)
+        var parser = KexInitParser(peer: "127.0.0.1:\(s.port)")
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var k: KexInit?
+        while k == nil, poll(&pfd, 1, 3000) == 1 {
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            guard n > 0 else { break }
+            parser.append(Array(buffer[..<n]))
+            k = try parser.next()
+        }
+        let kex = try XCTUnwrap(k)
+        XCTAssertTrue(kex.serverBanner.hasPrefix("SSH-2.0-OpenSSH"))
+        XCTAssertEqual(kex.ciphersClientToServer, ["aes256-gcm@openssh.com", "aes256-ctr"])
+        XCTAssertEqual(kex.hostKey, ["ssh-ed25519"])
+        XCTAssertTrue(kex.kex.contains("curve25519-sha256"))
+    }
+}
