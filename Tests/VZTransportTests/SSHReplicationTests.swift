@@ -1,0 +1,162 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// The real agents end to end through a real sshd configured with the Appliance files: the
+/// forced command runs the built `vzrepl-target`. Seed and incremental passes, errors that write
+/// nothing on the target, and a link cut mid-pass that the target rolls back by itself.
+final class SSHReplicationTests: XCTestCase {
+    static var bin: String {
+        if let b = ProcessInfo.processInfo.environment["VZREPL_BIN"], !b.isEmpty { return b }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    }
+    var sshd: SSHServerHarness!
+    var work: String!
+    let bs = 65536
+
+    override func setUpWithError() throws {
+        sshd = try SSHServerHarness(agentPath: Self.bin + "/vzrepl-target")
+        work = sshd.dir + "/work"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        sshd.stop()
+        sshd.removeFiles()
+    }
+
+    func makeDisk(_ path: String, blocks: Int, seed: UInt8) throws {
+        var data = Data(count: blocks * bs)
+        data.withUnsafeMutableBytes { raw in
+            var x = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
+            for i in stride(from: 0, to: raw.count / 2, by: 8) {  // first half random, second half zeros
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17
+                raw.storeBytes(of: x, toByteOffset: i, as: UInt64.self)
+            }
+        }
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    func overwrite(_ path: String, block: Int, byte: UInt8) throws {
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try h.seek(toOffset: UInt64(block * bs))
+        try h.write(contentsOf: Data(repeating: byte, count: bs))
+        try h.close()
+    }
+
+    func job(disk: String, pin: String? = nil, identity: String? = nil) throws -> String {
+        let target: [String: Any] = ["transport": "ssh", "host": "127.0.0.1", "port": sshd.port, "user": String(cString: getpwuid(geteuid()).pointee.pw_name),
+                                     "identity": identity ?? sshd.userKey, "hostKeySHA256": pin ?? sshd.hostKeyFingerprint,
+                                     "idleTimeoutSeconds": 10]
+        let obj: [String: Any] = ["job": "vm1", "blockSize": bs, "target": target, "disks": [["name": "disk0", "source": disk]]]
+        let path = work + "/job-\(UUID().uuidString).json"
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func replicate(_ job: String) throws -> SSHServerHarness.ToolResult {
+        try SSHServerHarness.runTool(Self.bin + "/vzrepl-source", ["replicate", "--job", job, "--log-file", work + "/source.log"], timeout: 60)
+    }
+
+    func events(_ r: SSHServerHarness.ToolResult, _ name: String) -> [[String: Any]] {
+        r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["event"] as? String == name }
+    }
+
+    var replica: String { sshd.root + "/vm1/disk0-flat.vmdk" }
+
+    func testSeedAndIncrementalPassThroughSSHD() throws {
+        let disk = work + "/disk0.raw"
+        try makeDisk(disk, blocks: 64, seed: 1)
+        let j = try job(disk: disk)
+        let seed = try replicate(j)
+        XCTAssertEqual(seed.status, 0, seed.stdout + seed.stderr)
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [disk, replica]).status, 0)
+        try overwrite(disk, block: 5, byte: 0xAA)
+        try overwrite(disk, block: 40, byte: 0x55)  // a block in the zero half
+        let inc = try replicate(j)
+        XCTAssertEqual(inc.status, 0, inc.stdout + inc.stderr)
+        XCTAssertEqual(events(inc, "disk-finished").first?["dataBlocks"] as? Int, 2)
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [disk, replica]).status, 0)
+        let log = (try? String(contentsOfFile: work + "/source.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains("cipher aes256-"), "the negotiated cipher is logged: \(log)")
+    }
+
+    func testWrongHostKeyPinFailsBeforeAnythingIsWritten() throws {
+        let disk = work + "/disk0.raw"
+        try makeDisk(disk, blocks: 8, seed: 2)
+        let r = try replicate(try job(disk: disk, pin: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        XCTAssertEqual(r.status, 4, r.stdout)
+        let e = try XCTUnwrap(events(r, "error").first)
+        XCTAssertEqual(e["kind"] as? String, "hostKeyMismatch")
+        XCTAssertTrue((e["message"] as? String ?? "").contains(sshd.hostKeyFingerprint), "the offered fingerprint is shown")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: sshd.root), [])
+    }
+
+    func testRefusedKeyIsAnAuthenticationError() throws {
+        let disk = work + "/disk0.raw"
+        try makeDisk(disk, blocks: 8, seed: 3)
+        try SSHServerHarness.keygen(work + "/other_key", comment: "not-authorized")
+        let r = try replicate(try job(disk: disk, identity: work + "/other_key"))
+        XCTAssertEqual(r.status, 4, r.stdout)
+        XCTAssertEqual(events(r, "error").first?["kind"] as? String, "authenticationFailed")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: sshd.root), [])
+    }
+
+    /// The connection dies mid-pass (the sshd session process is killed, as when the link to the
+    /// target VA goes): the source reports a transport error, the target's agent sees its input
+    /// end and rolls the replica back to the seed, with no working file left.
+    func testLinkCutMidPassRollsTheReplicaBack() throws {
+        let disk = work + "/disk0.raw"
+        try makeDisk(disk, blocks: 1024, seed: 4)  // 64 MiB
+        let j = try job(disk: disk)
+        XCTAssertEqual(try replicate(j).status, 0)
+        let old = try SSHServerHarness.runTool("/usr/bin/sha256sum", [replica]).stdout.prefix(64)
+        // Change every block so the pass runs long enough to be cut.
+        try makeDisk(disk, blocks: 1024, seed: 5)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: disk))
+        try h.seek(toOffset: UInt64(512 * bs))
+        try h.write(contentsOf: Data(repeating: 0x77, count: 512 * bs))
+        try h.close()
+
+        let pid = try SSHServerHarness.spawn(Self.bin + "/vzrepl-source", ["replicate", "--job", j, "--log-file", work + "/source.log"],
+                                             stdout: work + "/cut.out", stderr: work + "/cut.err")
+        // Wait until the target journals (it is writing), then kill sshd's session processes.
+        let journal = sshd.root + "/vm1/disk0.vzundo"
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: journal) && Date() < deadline { usleep(2_000) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: journal), "the pass never started writing")
+        // Only this test's sshd: every process below its master except the agent itself, which
+        // must see its input end and clean up by itself.
+        let master = try String(contentsOfFile: sshd.dir + "/sshd.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let table = try SSHServerHarness.runTool("/bin/ps", ["-e", "-o", "pid=,ppid=,comm="]).stdout
+        var children: [String: [(pid: String, comm: String)]] = [:]
+        for line in table.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            if f.count >= 3 { children[f[1], default: []].append((f[0], f[2])) }
+        }
+        var queue = [master], cut = 0
+        while let p = queue.popLast() {
+            for c in children[p] ?? [] {
+                queue.append(c.pid)
+                if !c.comm.hasPrefix("vzrepl-target"), let pid = Int32(c.pid) { kill(pid, SIGKILL); cut += 1 }
+            }
+        }
+        XCTAssertGreaterThan(cut, 0, "no sshd session process found to cut")
+        var status: Int32?
+        let end = Date().addingTimeInterval(30)
+        while status == nil && Date() < end { status = SSHServerHarness.reap(pid); usleep(10_000) }
+        if status == nil { kill(pid, SIGKILL) }
+        XCTAssertEqual(status, 4, (try? String(contentsOfFile: work + "/cut.out", encoding: .utf8)) ?? "")
+        // The target agent notices the closed pipe, rolls back and exits.
+        let settled = Date().addingTimeInterval(30)
+        while FileManager.default.fileExists(atPath: journal) && Date() < settled { usleep(20_000) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: journal), "the target did not roll back by itself")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sshd.root + "/vm1/vzundo-script"))
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/sha256sum", [replica]).stdout.prefix(64), old)
+        // And the next pass converges.
+        let again = try replicate(j)
+        XCTAssertEqual(again.status, 0, again.stdout)
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [disk, replica]).status, 0)
+    }
+}
