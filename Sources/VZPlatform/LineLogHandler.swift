@@ -75,6 +75,13 @@ public struct LineLogHandler: LogHandler {
         sink.write("\(time) \(lvl)\(label)\(meta): \(message)\n")
     }
 
+    /// Installs the handler for every logger of an agent; the log file defaults to
+    /// $VZREPL_LOG_DIR/AGENT.log, else /var/log/vzrepl/AGENT.log.
+    public static func bootstrap(agent: String, filePath: String?, levelName: String) {
+        let dir = ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? "/var/log/vzrepl"
+        bootstrap(filePath: filePath ?? "\(dir)/\(agent).log", level: Logger.Level(rawValue: levelName) ?? .info)
+    }
+
     /// Installs the handler for every logger of the process.
     public static func bootstrap(filePath: String?, level: Logger.Level) {
         let sink = Sink(filePath: filePath)

@@ -33,11 +33,7 @@ struct LogOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    func bootstrap() {
-        let dir = ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? "/var/log/vzrepl"
-        LineLogHandler.bootstrap(filePath: logFile ?? "\(dir)/vzrepl-source.log",
-                                 level: Logger.Level(rawValue: logLevel) ?? .info)
-    }
+    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-source", filePath: logFile, levelName: logLevel) }
 }
 
 func loadJob(_ path: String) throws -> JobConfig {

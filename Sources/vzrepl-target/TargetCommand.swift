@@ -37,11 +37,7 @@ struct LogOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    func bootstrap() {
-        let dir = ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? "/var/log/vzrepl"
-        LineLogHandler.bootstrap(filePath: logFile ?? "\(dir)/vzrepl-target.log",
-                                 level: Logger.Level(rawValue: logLevel) ?? .info)
-    }
+    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-target", filePath: logFile, levelName: logLevel) }
 }
 
 struct Serve: ParsableCommand {
