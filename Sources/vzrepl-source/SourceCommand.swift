@@ -62,6 +62,7 @@ struct Replicate: ParsableCommand {
 
     func run() throws {
         log.bootstrap()
+        MemoryTuning.apply()
         let logger = Logger(label: "vzrepl.source")
         let config: JobConfig
         do {
@@ -72,7 +73,7 @@ struct Replicate: ParsableCommand {
             logger.error("\(e)")
             throw ExitCode(SourceAgent.ExitCode.badJobFile.rawValue)
         }
-        var agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
+        let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
         agent.workers = max(1, workers)
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }

@@ -59,6 +59,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         guard stdio else { throw ValidationError("serve needs --stdio") }
         log.bootstrap()
+        MemoryTuning.apply()
         var logger = Logger(label: "vzrepl.target")
         if let original = ProcessInfo.processInfo.environment["SSH_ORIGINAL_COMMAND"] {
             logger.notice("the client asked to run '\(original)'; running the agent instead (forced command)")

@@ -19,6 +19,10 @@ int64_t vz_seek_hole(int fd, int64_t offset);
 /// ioctl(fd, BLKGETSIZE64): the size of a block device in bytes, or -1 with errno.
 int64_t vz_block_device_size(int fd);
 
+/// mallopt(M_MMAP_THRESHOLD, mmap_threshold) and mallopt(M_TRIM_THRESHOLD, trim_threshold)
+/// (<malloc.h> is not part of Swift's Glibc module).
+void vz_tune_malloc(int mmap_threshold, int trim_threshold);
+
 /// The errno value after a failing call (Swift sees errno, but this keeps the shim self-contained).
 int vz_errno(void);
 #endif
