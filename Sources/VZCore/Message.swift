@@ -23,10 +23,13 @@ public enum Message: Equatable, Sendable {
     case bye
     /// Either way: the sender gives up; `kind` is a `VZError.Kind` raw value.
     case error(kind: String, message: String)
+    /// Either way: "still working" during a long silence (hashing an unchanged disk, rebuilding a
+    /// map, flushing a replica), so the peer's idle timeout only fires for a dead peer.
+    case keepalive
 
     public enum MessageType: UInt8 {
         case hello = 1, helloAck = 2, openDisk = 3, diskState = 4, mapChunk = 5, blockData = 6
-        case zeroExtent = 7, commitDisk = 8, diskCommitted = 9, bye = 10, error = 11
+        case zeroExtent = 7, commitDisk = 8, diskCommitted = 9, bye = 10, error = 11, keepalive = 12
     }
 
     public struct OpenDisk: Equatable, Sendable {
@@ -97,6 +100,7 @@ public enum Message: Equatable, Sendable {
         case .diskCommitted: return .diskCommitted
         case .bye: return .bye
         case .error: return .error
+        case .keepalive: return .keepalive
         }
     }
 
@@ -123,7 +127,7 @@ public enum Message: Equatable, Sendable {
             w.u64(scanned)
         case let .diskCommitted(c):
             w.u64(c.generation); w.u64(c.changedBytes); w.u64(c.zeroBytes)
-        case .bye:
+        case .bye, .keepalive:
             break
         case let .error(kind, message):
             w.string(kind); w.string(Message.truncated(message, maxBytes: 2000))
@@ -213,6 +217,8 @@ public enum Message: Equatable, Sendable {
                                              zeroBytes: try r.u64("zeroBytes")))
         case .bye:
             m = .bye
+        case .keepalive:
+            m = .keepalive
         case .error:
             m = .error(kind: try r.string("kind", maxLength: 64), message: try r.string("message"))
         }

@@ -9,6 +9,8 @@ import VZCore
 ///   eio-write:N          the N-th write fails with EIO (and every later one: "N+")
 ///   eio-fsync:N          the N-th fsync fails with EIO
 ///   enospc-write:N       the N-th write fails with ENOSPC
+///   delay-read:MS        every read sleeps MS milliseconds first (a slow source disk)
+///   delay-fsync:MS       every fsync sleeps MS milliseconds first (a slow datastore)
 ///
 /// Operations are counted per process, in the order the agent performs them.
 public final class FaultInjector: @unchecked Sendable {
@@ -42,6 +44,12 @@ public final class FaultInjector: @unchecked Sendable {
         pthread_mutex_init(&lock, nil)
     }
 
+    /// Called before each read; reads are not durable operations and are not counted.
+    public func beforeRead() {
+        guard isActive else { return }
+        for r in rules where r.action == "delay-read" { usleep(useconds_t(r.n) * 1000) }
+    }
+
     /// Called before each durable operation; returns an errno to fail it with, or 0.
     public func check(_ op: Operation) -> Int32 {
         guard isActive else { return 0 }
@@ -50,6 +58,7 @@ public final class FaultInjector: @unchecked Sendable {
         durableCount += 1
         let c = (counts[op] ?? 0) + 1
         counts[op] = c
+        for r in rules where r.action == "delay-fsync" && op == .fsync { usleep(useconds_t(r.n) * 1000) }
         for r in rules {
             let hit: (Int) -> Bool = { r.andLater ? $0 >= r.n : $0 == r.n }
             switch r.action {

@@ -47,6 +47,7 @@ public final class PosixFile: @unchecked Sendable {
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error naming the offset.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        FaultInjector.shared.beforeRead()
         var done = 0
         while done < buffer.count {
             let (n, e) = Syscall.retrying {

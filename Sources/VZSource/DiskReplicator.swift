@@ -77,45 +77,49 @@ final class DiskReplicator {
             }
         }
 
-        var done = 0
-        try pipeline.run(produce: { submit in
-            for i in 0..<blockCount { try submit(i) }
-        }, consume: { verdict in
-            switch verdict {
-            case let .unchanged(scanned):
-                result.scannedBytes += scanned
-            case let .zero(extent, scanned):
-                result.scannedBytes += scanned
-                if let z = pendingZero, z.end == extent.offset {
-                    pendingZero = Extent(offset: z.offset, length: z.length + extent.length)
-                } else {
+        // An unchanged disk sends nothing for as long as hashing takes: heartbeat meanwhile.
+        let committed: Message.DiskCommitted = try channel.withHeartbeat {
+            var done = 0
+            try pipeline.run(produce: { submit in
+                for i in 0..<blockCount { try submit(i) }
+            }, consume: { verdict in
+                switch verdict {
+                case let .unchanged(scanned):
+                    result.scannedBytes += scanned
+                case let .zero(extent, scanned):
+                    result.scannedBytes += scanned
+                    if let z = pendingZero, z.end == extent.offset {
+                        pendingZero = Extent(offset: z.offset, length: z.length + extent.length)
+                    } else {
+                        try flushZero()
+                        pendingZero = extent
+                    }
+                case let .data(frame, _, payload, scanned):
+                    result.scannedBytes += scanned
                     try flushZero()
-                    pendingZero = extent
+                    try channel.sendEncoded(frame)
+                    result.sentBytes += UInt64(payload)
+                    result.dataBlocks += 1
                 }
-            case let .data(frame, _, payload, scanned):
-                result.scannedBytes += scanned
-                try flushZero()
-                try channel.sendEncoded(frame)
-                result.sentBytes += UInt64(payload)
-                result.dataBlocks += 1
+                done += 1
+                if Date().timeIntervalSince(lastProgress) >= 1 {
+                    lastProgress = Date()
+                    events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,
+                                                  "scannedBytes": result.scannedBytes, "sentBytes": result.sentBytes,
+                                                  "zeroBytes": result.zeroBytes + (pendingZero?.length ?? 0),
+                                                  "capacityBytes": reader.capacity,
+                                                  "percent": Double(done * 1000 / Swift.max(blockCount, 1)) / 10])
+                }
+            })
+            try flushZero()
+            try channel.send(.commitDisk(scannedBytes: result.scannedBytes))
+            guard case let .diskCommitted(c) = try channel.expect("the commit of disk '\(disk.name)'") else {
+                throw VZError(.protocolViolation, "target: expected diskCommitted for disk '\(disk.name)'")
             }
-            done += 1
-            if Date().timeIntervalSince(lastProgress) >= 1 {
-                lastProgress = Date()
-                events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,
-                                              "scannedBytes": result.scannedBytes, "sentBytes": result.sentBytes,
-                                              "zeroBytes": result.zeroBytes + (pendingZero?.length ?? 0),
-                                              "capacityBytes": reader.capacity,
-                                              "percent": Double(done * 1000 / Swift.max(blockCount, 1)) / 10])
-            }
-        })
-        try flushZero()
-        try channel.send(.commitDisk(scannedBytes: result.scannedBytes))
-        guard case let .diskCommitted(c) = try channel.expect("the commit of disk '\(disk.name)'") else {
-            throw VZError(.protocolViolation, "target: expected diskCommitted for disk '\(disk.name)'")
+            return c
         }
-        result.changedBytes = c.changedBytes
-        result.generation = c.generation
+        result.changedBytes = committed.changedBytes
+        result.generation = committed.generation
         result.seconds = Date().timeIntervalSince(started)
         return result
     }

@@ -63,6 +63,12 @@ final class DiskSession {
             throw refuse("capacity \(request.capacity) is outside 1 byte ... 1 PiB")
         }
 
+        // Rebuilding a map, journaling, flushing gigabytes at the commit: none of it may look like
+        // a dead target to the source's idle timeout.
+        try channel.withHeartbeat { try pass(disk: disk, blockSize: bs) }
+    }
+
+    private func pass(disk: String, blockSize bs: UInt32) throws {
         let lock = try DiskLock.acquire(directory: jobDirectory, disk: disk, wait: options.lockWait)
         defer { lock.release() }
         let recovered = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: disk, logger: logger)

@@ -46,9 +46,13 @@ public final class ChildProcessTransport: ByteStream {
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try stream.write(bytes) }
     public func closeWrite() { stream.closeWrite() }
 
-    /// Closes the pipes and waits for the child (which ends when its stdin closes).
+    /// Closes the pipes and waits for the child, which ends when its stdin closes (after rolling
+    /// back an unfinished pass, which may take a while). A child that went silent is hung: it is
+    /// killed instead of waited for.
     public func close() {
+        let hung = stream.timedOut
         stream.close()
+        if hung && !reaped { kill(pid, SIGKILL) }
         _ = waitForExit()
     }
 

@@ -11,6 +11,8 @@ public final class FileDescriptorStream: ByteStream {
     private let ownsDescriptors: Bool
     public let name: String
     public var idleTimeout: Double?
+    /// Set once a read or write gave up on a silent peer.
+    public private(set) var timedOut = false
 
     public init(readFD: Int32, writeFD: Int32, name: String, idleTimeout: Double? = nil, ownsDescriptors: Bool) {
         self.readFD = readFD
@@ -31,6 +33,7 @@ public final class FileDescriptorStream: ByteStream {
         let (r, e) = Syscall.retrying { poll(&p, 1, ms) }
         if r < 0 { throw VZError(.transport, "\(name): poll: \(Syscall.errnoDescription(e))") }
         if r == 0 {
+            timedOut = true
             throw VZError(.timeout, "\(name): nothing could be \(what) for \(Int(timeout)) s (idle timeout); the peer is gone or stalled")
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import VZCore
 
 /// Frames `Message`s over a `ByteStream`: the banner exchange, then send and receive. The decoding
@@ -14,6 +15,8 @@ public final class MessageChannel {
     private var readBuffer: [UInt8]
     private var pending: [UInt8] = []
     public private(set) var bytesSent: UInt64 = 0
+    /// Sends may come from the session thread and a heartbeat at once; frames stay whole.
+    private let sendLock = NSLock()
     public private(set) var bytesReceived: UInt64 = 0
 
     public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload) {
@@ -58,15 +61,38 @@ public final class MessageChannel {
 
     /// Sends an already encoded frame (the pipeline encodes block frames on worker threads).
     public func sendEncoded(_ frame: [UInt8]) throws {
+        sendLock.lock()
+        defer { sendLock.unlock() }
         try stream.write(frame)
         bytesSent += UInt64(frame.count)
     }
 
-    /// The next message, or nil at a clean end of stream between frames.
+    /// Runs `body` while a thread sends a `keepalive` every `interval` seconds, so a long silent
+    /// step (hashing, flushing) does not look like a dead peer to the other side's idle timeout.
+    public func withHeartbeat<T>(every interval: Double = 1, _ body: () throws -> T) throws -> T {
+        let stop = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let beat = Message.keepalive.encodedFrame()
+        let thread = Thread { [self] in
+            // A failed keepalive means the link is gone; the body's own I/O will say so.
+            while stop.wait(timeout: .now() + interval) == .timedOut {
+                if (try? sendEncoded(beat)) == nil { break }
+            }
+            finished.signal()
+        }
+        thread.start()
+        defer { stop.signal(); finished.wait() }
+        return try body()
+    }
+
+    /// The next message, or nil at a clean end of stream between frames. Keepalives are consumed
+    /// here: their only effect is that bytes arrived.
     public func receive() throws -> Message? {
         while true {
             if let frame = try decoder.nextFrame() {
-                return try Message.decode(frame, frameNumber: decoder.framesDecoded)
+                let m = try Message.decode(frame, frameNumber: decoder.framesDecoded)
+                if m == .keepalive { continue }
+                return m
             }
             let n = try readBuffer.withUnsafeMutableBytes { try stream.read(into: $0) }
             if n == 0 {
