@@ -63,6 +63,7 @@ func sampleMessages() -> [Message] {
         .bye,
         .error(kind: VZError.Kind.noSpace.rawValue, message: "write at offset 42: No space left on device (errno 28)"),
         .error(kind: "", message: ""),
+        .keepalive,
     ]
 }
 
