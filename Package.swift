@@ -35,14 +35,16 @@ let package = Package(
         .executableTarget(name: "vzrepl-target", dependencies: [
             "VZTarget", "VZCore", "VZPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "VZCoreTests", dependencies: ["VZCore"]),
-        .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore"]),
-        .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore"]),
+        // Helpers shared by the test targets (seeded random data); not shipped.
+        .target(name: "VZTestSupport", path: "Tests/VZTestSupport"),
+        .testTarget(name: "VZCoreTests", dependencies: ["VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZTransportTests", dependencies: ["VZTransport", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
                                                           .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import VZTestSupport
 import XCTest
 
 /// Runs the real `vzrepl-source` / `vzrepl-target` executables in a temp directory and reads
@@ -88,20 +89,8 @@ final class AgentHarness {
 
     // MARK: disk images
 
-    /// A deterministic pseudo-random generator, so a failing test can be rerun on the same data.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func randomBytes(_ n: Int, seed: UInt64) -> Data {
-        var g = SplitMix(state: seed)
+        var g = SplitMix64(seed: seed)
         var d = Data(count: n)
         d.withUnsafeMutableBytes { raw in
             let words = raw.bindMemory(to: UInt64.self)
