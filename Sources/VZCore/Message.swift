@@ -67,8 +67,12 @@ public enum Message: Equatable, Sendable {
         public var rawLength: UInt32
         public var encoding: Encoding
         public var sha256: [UInt8]
-        public var payload: [UInt8]
+        /// A slice of the received frame (no copy on the receive path).
+        public var payload: ArraySlice<UInt8>
         public init(offset: UInt64, rawLength: UInt32, encoding: Encoding, sha256: [UInt8], payload: [UInt8]) {
+            self.init(offset: offset, rawLength: rawLength, encoding: encoding, sha256: sha256, payload: payload[...])
+        }
+        public init(offset: UInt64, rawLength: UInt32, encoding: Encoding, sha256: [UInt8], payload: ArraySlice<UInt8>) {
             self.offset = offset; self.rawLength = rawLength; self.encoding = encoding
             self.sha256 = sha256; self.payload = payload
         }
@@ -203,7 +207,7 @@ public enum Message: Equatable, Sendable {
             let eb = try r.u8("encoding")
             guard let enc = BlockData.Encoding(rawValue: eb) else { throw r.fail("encoding", "unknown encoding \(eb)") }
             let sha = Array(try r.raw(32, "sha256"))
-            let payload = Array(try r.raw(r.remaining, "payload"))
+            let payload = try r.raw(r.remaining, "payload")
             if enc == .raw && payload.count != Int(rawLength) {
                 throw r.fail("payload", "raw payload of \(payload.count) bytes, rawLength says \(rawLength)")
             }

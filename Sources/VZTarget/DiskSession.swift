@@ -173,7 +173,7 @@ final class DiskSession {
             let context = "disk '\(request.disk)' block at offset \(b.offset)"
             switch b.encoding {
             case .raw:
-                bytes = b.payload
+                bytes = Array(b.payload)
             case .lz4:
                 bytes = [UInt8](repeating: 0, count: Int(b.rawLength))
                 try b.payload.withUnsafeBytes { src in
