@@ -47,19 +47,23 @@ public final class Directory: @unchecked Sendable {
     }
 
     public func open(_ name: String, flags: Int32, mode: mode_t = 0o640) throws -> PosixFile {
-        let name = try checked(name)
-        let (f, e) = Syscall.retrying { vz_openat_beneath(fd, name, flags, mode) }
-        guard f >= 0 else { throw Syscall.error("open", "\(path)/\(name)", e, kind: e == ELOOP || e == EXDEV ? .pathOutsideRoot : .replicaIO) }
-        return PosixFile(fd: f, path: "\(path)/\(name)", errorKind: .replicaIO)
+        guard let f = try open(name, flags: flags, mode: mode, missingIsNil: false) else {
+            throw VZError(.internal, "open \(path)/\(name): no file and no error")
+        }
+        return f
     }
 
     /// nil when the file does not exist.
     public func openIfExists(_ name: String, flags: Int32) throws -> PosixFile? {
-        do {
-            return try open(name, flags: flags)
-        } catch let e as VZError where e.message.contains("(errno \(ENOENT))") {
-            return nil
-        }
+        try open(name, flags: flags, mode: 0, missingIsNil: true)
+    }
+
+    private func open(_ name: String, flags: Int32, mode: mode_t, missingIsNil: Bool) throws -> PosixFile? {
+        let name = try checked(name)
+        let (f, e) = Syscall.retrying { vz_openat_beneath(fd, name, flags, mode) }
+        if f < 0 && e == ENOENT && missingIsNil { return nil }
+        guard f >= 0 else { throw Syscall.error("open", "\(path)/\(name)", e, kind: e == ELOOP || e == EXDEV ? .pathOutsideRoot : .replicaIO) }
+        return PosixFile(fd: f, path: "\(path)/\(name)", errorKind: .replicaIO)
     }
 
     public func exists(_ name: String) -> Bool {

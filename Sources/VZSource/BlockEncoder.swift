@@ -31,7 +31,7 @@ struct BlockEncoder {
         }
         var data = [UInt8](repeating: 0, count: length)
         try data.withUnsafeMutableBytes { try reader.read(at: extent.offset, into: $0) }
-        return try data.withUnsafeBytes { raw -> BlockVerdict in
+        return data.withUnsafeBytes { raw -> BlockVerdict in
             if whitespace && ZeroDetector.isZero(raw) {
                 return useMap && previous.kind == .zero ? .unchanged(scanned: extent.length) : .zero(extent, scanned: extent.length)
             }

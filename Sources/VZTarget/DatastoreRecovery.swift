@@ -10,7 +10,7 @@ public enum DatastoreRecovery {
     public struct DiskOutcome: Sendable {
         public var job: String
         public var disk: String
-        public var action: String
+        public var action: Rollback.Action
         public var reason: String
         public var restoredBytes: UInt64
     }
@@ -32,7 +32,7 @@ public enum DatastoreRecovery {
         let outcome = try Rollback.recover(directory: directory, disk: disk, logger: logger) {
             try FlatReplica.open(in: directory, disk: disk, expectedCapacity: nil)
         }
-        return DiskOutcome(job: job, disk: disk, action: outcome.decision.action.rawValue, reason: outcome.decision.reason,
+        return DiskOutcome(job: job, disk: disk, action: outcome.decision.action, reason: outcome.decision.reason,
                            restoredBytes: outcome.restoredBytes)
     }
 

@@ -72,7 +72,7 @@ final class DiskSession {
         let lock = try DiskLock.acquire(directory: jobDirectory, disk: disk, wait: options.lockWait)
         defer { lock.release() }
         let recovered = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: disk, logger: logger)
-        if recovered.action != "nothingToDo" { logger.notice("recovered an unfinished pass first: \(recovered.action) (\(recovered.reason))") }
+        if recovered.action != .nothingToDo { logger.notice("recovered an unfinished pass first: \(recovered.action) (\(recovered.reason))") }
         let (replica, loaded) = try openReplicaAndMap()
         logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")
         try sendMap(loaded)

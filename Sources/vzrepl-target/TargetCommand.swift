@@ -147,7 +147,7 @@ struct Recover: ParsableCommand {
         let logger = Logger(label: "vzrepl.recovery")
         do {
             let outcomes = try DatastoreRecovery.recoverAll(rootPath: root.root, logger: logger)
-            let acted = outcomes.filter { $0.action != "nothingToDo" }
+            let acted = outcomes.filter { $0.action != .nothingToDo }
             for o in acted { print("\(o.job)/\(o.disk): \(o.action) — \(o.reason) (\(o.restoredBytes) bytes restored)") }
             print("\(outcomes.count) disk(s) checked under \(root.root), \(acted.count) had an unfinished pass")
         } catch {
