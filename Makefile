@@ -31,8 +31,10 @@ demo: build
 	VZREPL_BIN="$(BIN)" Scripts/demo.sh
 
 # Unit tests of the pure core and formats, then end-to-end tests that run the release
-# executables against real files, qemu-img and a real sshd.
+# executables against real files, qemu-img and a real sshd. First the layering check
+# (Docs/architecture.md), and its proof that it catches planted bad imports.
 test: build
+	python3 Scripts/check-layering.py && python3 Scripts/check-layering.py --self-test
 	VZREPL_BIN="$(BIN)" $(SWIFT) test $(BUILD_FLAGS) --disable-swift-testing
 
 bench: build

@@ -1,8 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (DESIGN.md): executables -> VZSource/VZTarget -> VZTransport/VZPlatform/VZFormats -> VZCore.
-// Each C library is imported by exactly one wrapper: COpenSSL and CLZ4 by VZPlatform, CLibSSH2 by VZTransport.
+// Layering (Docs/architecture.md, checked by Scripts/check-layering.sh in `make test`):
+// executables -> VZSource/VZTarget -> VZWire, VZTransportLocal, VZTransportSSH -> VZPlatform/VZFormats -> VZCore.
+// Each C library is imported by exactly one wrapper: COpenSSL and CLZ4 by VZPlatform, CLibSSH2 by
+// VZTransportSSH, CVZShims by VZPlatform. The target agent links no libssh2 (it never depends on VZTransportSSH).
 let package = Package(
     name: "vzrepl",
     platforms: [.macOS(.v13)],
@@ -23,24 +25,31 @@ let package = Package(
         .target(name: "VZFormats", dependencies: ["VZCore"]),
         .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL",
                                                 .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZTransport", dependencies: ["VZCore", "VZPlatform", "CVZShims", "CLibSSH2",
-                                                    .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZSource", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTransport",
-                                                 .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTransport",
+        // The protocol: banner, message channel, session rules. No libssh2, no files.
+        .target(name: "VZWire", dependencies: ["VZCore"]),
+        // Byte streams over file descriptors: stdin/stdout under sshd, a spawned child's pipes.
+        .target(name: "VZTransportLocal", dependencies: ["VZCore", "VZPlatform"]),
+        // The SSH client transport (libssh2): only the source agent links it.
+        .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2",
+                                                       .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VZSource", dependencies: ["VZCore", "VZPlatform", "VZWire", "VZTransportLocal",
+                                                 "VZTransportSSH", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire",
                                                  .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "vzrepl-source", dependencies: [
             "VZSource", "VZCore", "VZPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "vzrepl-target", dependencies: [
-            "VZTarget", "VZCore", "VZPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VZTarget", "VZCore", "VZPlatform", "VZTransportLocal",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log")]),
         // Helpers shared by the test targets (seeded random data); not shipped.
         .target(name: "VZTestSupport", path: "Tests/VZTestSupport"),
         .testTarget(name: "VZCoreTests", dependencies: ["VZCore", "VZTestSupport"]),
         .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport"]),
-        .testTarget(name: "VZTransportTests", dependencies: ["VZTransport", "VZCore", "VZPlatform",
+        .testTarget(name: "VZWireTests", dependencies: ["VZWire", "VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZTransportSSHTests", dependencies: ["VZTransportSSH", "VZTransportLocal", "VZWire", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
                                                           .product(name: "Logging", package: "swift-log")]),

@@ -1,7 +1,7 @@
 #ifndef VZREPL_CLIBSSH2_SHIM_H
 #define VZREPL_CLIBSSH2_SHIM_H
 
-/* libssh2 for VZTransport (the only importer of this module).
+/* libssh2 for VZTransportSSH (the only importer of this module).
  *
  * libssh2 spells most of its convenience calls and several constants as function-like or
  * expression macros, which Swift cannot import. These static inline wrappers give them names

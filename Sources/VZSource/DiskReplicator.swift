@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import VZCore
 import VZPlatform
-import VZTransport
+import VZWire
 
 /// What one disk's pass did, as `disk-finished` reports it.
 public struct DiskResult: Sendable {

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import VZCore
 import VZPlatform
-import VZTransport
+import VZWire
 
 /// `vzrepl-source replicate`: one pass over every disk of a job. Emits the JSON-lines events and
 /// returns the exit code the controlling server reads (Docs/events.md).

@@ -1,6 +1,7 @@
 import Logging
 import VZCore
-import VZTransport
+import VZTransportLocal
+import VZTransportSSH
 
 /// Builds the byte stream to the target from the job file's `target` section.
 enum TransportFactory {

@@ -4,7 +4,7 @@ import Logging
 import VZCore
 import VZFormats
 import VZPlatform
-import VZTransport
+import VZWire
 
 /// One disk's pass on the target: open or create the replica, report the map, apply the blocks
 /// the source sends (decompressed and verified on worker threads, written in order, each batch's

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import VZCore
 import VZPlatform
-import VZTransport
+import VZWire
 
 /// `vzrepl-target serve`: one protocol session over a byte stream (stdin/stdout when sshd runs
 /// it as the forced command). Any error is sent to the source as an `error` frame, logged, and

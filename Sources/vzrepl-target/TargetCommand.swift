@@ -5,7 +5,7 @@ import Logging
 import VZCore
 import VZPlatform
 import VZTarget
-import VZTransport
+import VZTransportLocal
 
 @main
 struct TargetCommand: ParsableCommand {

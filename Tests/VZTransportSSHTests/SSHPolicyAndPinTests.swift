@@ -1,5 +1,5 @@
 import VZCore
-@testable import VZTransport
+@testable import VZTransportSSH
 import XCTest
 
 final class HostKeyPinTests: XCTestCase {

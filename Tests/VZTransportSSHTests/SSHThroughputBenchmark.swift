@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import Logging
-@testable import VZTransport
+@testable import VZTransportSSH
 import XCTest
 
 /// One-way throughput of the SSH transport beside the OpenSSH client on the same sshd, cipher and

@@ -1,5 +1,5 @@
 import VZCore
-@testable import VZTransport
+@testable import VZTransportSSH
 import XCTest
 
 /// The KEXINIT parser is fed bytes, never a socket: whole, split at every offset, byte by byte,

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import VZCore
-@testable import VZTransport
+@testable import VZTransportSSH
 import XCTest
 
 /// The SSH transport against a real OpenSSH sshd configured from Appliance/ (see

@@ -4,10 +4,7 @@ import VZCore
 /// Frames `Message`s over a `ByteStream`: the banner exchange, then send and receive. The decoding
 /// itself is the pure `FrameDecoder`; this only feeds it.
 public final class MessageChannel {
-    public static let protocolVersion = 1
-    public static let bannerPrefix = "VZREPL/"
-    /// A banner is one ASCII line of at most this many bytes.
-    public static let maxBannerLength = 128
+    public static let protocolVersion = Banner.protocolVersion
 
     public let stream: ByteStream
     public let peerName: String
@@ -26,33 +23,17 @@ public final class MessageChannel {
         readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
     }
 
-    /// Sends our banner line and checks the peer's: "VZREPL/1 <agent> <version>\n".
+    /// Sends our banner line and checks the peer's (`Banner`): "VZREPL/1 <agent> <version>\n".
     public func exchangeBanners(agent: String, version: String) throws -> String {
-        try stream.write(Array("\(MessageChannel.bannerPrefix)\(MessageChannel.protocolVersion) \(agent) \(version)\n".utf8))
-        var line: [UInt8] = []
+        try stream.write(Banner.encode(agent: agent, version: version))
+        var parser = BannerParser(peerName: peerName)
         var byte = [UInt8](repeating: 0, count: 1)
         // Byte by byte: the banner is tiny and frames follow it immediately.
         while true {
             let n = try byte.withUnsafeMutableBytes { try stream.read(into: $0) }
-            guard n == 1 else {
-                throw VZError(.connectionLost, "\(peerName): connection closed before the protocol banner"
-                              + (line.isEmpty ? "" : " (got '\(String(decoding: line, as: UTF8.self))')"))
-            }
-            if byte[0] == 0x0A { break }
-            line.append(byte[0])
-            guard line.count <= MessageChannel.maxBannerLength else {
-                throw VZError(.protocolViolation, "\(peerName): banner longer than \(MessageChannel.maxBannerLength) bytes: not a vzrepl agent (got '\(String(decoding: line.prefix(60), as: UTF8.self))...')")
-            }
+            guard n == 1 else { throw parser.endOfStream() }
+            if let banner = try parser.feed(byte[0]) { return banner.line }
         }
-        let banner = String(decoding: line, as: UTF8.self)
-        guard banner.hasPrefix(MessageChannel.bannerPrefix) else {
-            throw VZError(.protocolViolation, "\(peerName): expected a banner starting with '\(MessageChannel.bannerPrefix)', got '\(banner.prefix(80))': not a vzrepl agent")
-        }
-        let versionField = banner.dropFirst(MessageChannel.bannerPrefix.count).prefix { $0 != " " }
-        guard Int(versionField) == MessageChannel.protocolVersion else {
-            throw VZError(.versionMismatch, "\(peerName): speaks protocol version \(versionField), this agent speaks \(MessageChannel.protocolVersion) ('\(banner)')")
-        }
-        return banner
     }
 
     public func send(_ message: Message) throws {

@@ -128,7 +128,7 @@ final class SSHServerHarness {
     // MARK: - helpers
 
     static func repoFile(_ relative: String) -> String {
-        // Tests/VZTransportTests/SSHServerHarness.swift -> repository root
+        // Tests/VZTransportSSHTests/SSHServerHarness.swift -> repository root
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent(relative).path
     }
