@@ -17,10 +17,9 @@ extension BlockReader {
 }
 
 /// Where the target writes a disk to: a flat VMDK today, a HotAdd-attached block device later.
-public protocol Replica: AnyObject {
-    var capacity: UInt64 { get }
-    var displayName: String { get }
-    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+/// A replica is also a `BlockReader` of itself: hashing it (an untrusted map, `verify`) reads it
+/// like any disk, and its holes come through `knownZeroExtents()`.
+public protocol Replica: BlockReader {
     func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws
     /// Makes the extent read as zeros, releasing storage where the medium can (a hole).
     func writeZeros(_ extent: Extent) throws

@@ -58,9 +58,9 @@ public struct JobConfig: Codable, Equatable, Sendable {
         public var connectTimeoutSeconds: Double?
     }
 
-    public static let defaultBlockSize: UInt32 = 1 << 20
-    public static let minBlockSize: UInt32 = 64 << 10
-    public static let maxBlockSize: UInt32 = 8 << 20
+    public static let defaultBlockSize = BlockSize.defaultBytes
+    public static let minBlockSize = BlockSize.minBytes
+    public static let maxBlockSize = BlockSize.maxBytes
 
     private enum CodingKeys: String, CodingKey { case job, mode, blockSize, whitespace, target, disks }
 
@@ -102,13 +102,11 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public func validate(fileName: String) throws {
         func bad(_ field: String, _ why: String) -> VZError { VZError(.badJobFile, "\(fileName): field '\(field)': \(why)") }
         if let why = NameRules.problem(with: job) { throw bad("job", why) }
-        guard blockSize >= JobConfig.minBlockSize, blockSize <= JobConfig.maxBlockSize, blockSize & (blockSize - 1) == 0 else {
-            throw bad("blockSize", "\(blockSize) is not a power of two from 65536 (64 KiB) to 8388608 (8 MiB)")
-        }
+        if let why = BlockSize.problem(with: blockSize) { throw bad("blockSize", why) }
         guard !disks.isEmpty else { throw bad("disks", "the job has no disks") }
         var seen = Set<String>()
         for (i, d) in disks.enumerated() {
-            if let why = NameRules.problem(with: d.name) { throw bad("disks[\(i)].name", why) }
+            if let why = NameRules.problem(withDisk: d.name) { throw bad("disks[\(i)].name", why) }
             guard seen.insert(d.name).inserted else { throw bad("disks[\(i)].name", "'\(d.name)' appears twice") }
             guard !d.source.isEmpty else { throw bad("disks[\(i)].source", "is empty") }
         }
@@ -161,23 +159,6 @@ public struct JobConfig: Codable, Equatable, Sendable {
         case is Double.Type: return "a number"
         default: return "\(t)"
         }
-    }
-}
-
-/// Job and disk names become directory and file names on the target: a strict alphabet keeps
-/// every name from the wire inside the datastore root.
-public enum NameRules {
-    public static func problem(with name: String) -> String? {
-        if name.isEmpty { return "is empty" }
-        if name.utf8.count > 64 { return "'\(name)' is longer than 64 bytes" }
-        if name == "." || name == ".." || name.contains("..") { return "'\(name)' contains '..'" }
-        if name.contains("/") { return "'\(name)' contains '/'" }
-        if name.hasPrefix(".") || name.hasPrefix("-") { return "'\(name)' starts with '\(name.first!)'" }
-        for u in name.unicodeScalars {
-            let ok = (u >= "a" && u <= "z") || (u >= "A" && u <= "Z") || (u >= "0" && u <= "9") || u == "-" || u == "_" || u == "."
-            if !ok { return "'\(name)' has the character '\(u)' (allowed: letters, digits, '-', '_', '.')" }
-        }
-        return nil
     }
 }
 

@@ -28,7 +28,7 @@ public enum UndoJournalFormat {
     /// Names are job and disk names (NameRules: at most 64 bytes).
     public static let maxNameLength = 64
     /// A record covers one block, and blocks are at most 8 MiB.
-    public static let maxRecordLength = Int(JobConfig.maxBlockSize)
+    public static let maxRecordLength = Int(BlockSize.maxBytes)
 
     /// Identifies one pass. Random, so that a record of an earlier pass can never be mistaken for
     /// one of this pass. Stored as 16 bytes; `description` is those bytes in hex, file order.
@@ -181,9 +181,7 @@ public enum UndoJournalFormat {
             throw VZError(.corruptJournal, "\(fileName): field 'headerCRC32C' at byte \(headerCRCOffset): checksum mismatch (stored \(hex(stored)), computed \(hex(actual)))")
         }
         let blockSize = try r.u32("blockSize")
-        guard blockSize >= JobConfig.minBlockSize, blockSize <= JobConfig.maxBlockSize, blockSize & (blockSize - 1) == 0 else {
-            throw r.fail("blockSize", "\(blockSize) is not a power of two from 64 KiB to 8 MiB")
-        }
+        if let why = BlockSize.problem(with: blockSize) { throw r.fail("blockSize", why) }
         let flags = try r.u32("flags")
         guard flags == 0 else { throw r.fail("flags", "unknown flags 0x\(String(flags, radix: 16))") }
         let capacity = try r.u64("capacity")

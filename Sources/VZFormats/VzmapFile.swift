@@ -49,9 +49,7 @@ public enum VzmapFile {
         let v = try r.u32("version")
         guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
         let blockSize = try r.u32("blockSize")
-        guard blockSize >= JobConfig.minBlockSize, blockSize <= JobConfig.maxBlockSize, blockSize & (blockSize - 1) == 0 else {
-            throw r.fail("blockSize", "\(blockSize) is not a power of two from 64 KiB to 8 MiB")
-        }
+        if let why = BlockSize.problem(with: blockSize) { throw r.fail("blockSize", why) }
         let capacity = try r.u64("capacity")
         let generation = try r.u64("generation")
         let entryCount = try r.u64("entryCount")

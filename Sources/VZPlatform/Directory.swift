@@ -37,7 +37,7 @@ public final class Directory: @unchecked Sendable {
     public func subdirectory(_ name: String, create: Bool) throws -> Directory {
         let name = try checked(name)
         if create {
-            let (r, e) = Syscall.retrying { mkdirat(fd, name, 0o750) }
+            let (r, e) = Syscall.call(.mkdir) { mkdirat(fd, name, 0o750) }
             if r != 0 && e != EEXIST { throw Syscall.error("mkdir", "\(path)/\(name)", e, kind: .replicaIO) }
             if r == 0 { try sync() }
         }
@@ -58,17 +58,50 @@ public final class Directory: @unchecked Sendable {
         try open(name, flags: flags, mode: 0, missingIsNil: true)
     }
 
+    /// Every file is opened non-blocking (a FIFO planted in place of a working file must not
+    /// block the agent in open()), then checked with fstat: only a regular file with one link is
+    /// used — a hard link could be a file outside the root, which the agent would write into or
+    /// truncate. O_TRUNC is applied only after that check.
     private func open(_ name: String, flags: Int32, mode: mode_t, missingIsNil: Bool) throws -> PosixFile? {
         let name = try checked(name)
-        let (f, e) = Syscall.retrying { vz_openat_beneath(fd, name, flags, mode) }
+        let full = "\(path)/\(name)"
+        let openFlags = (flags & ~O_TRUNC) | O_NONBLOCK
+        let (f, e) = Syscall.call(flags & O_CREAT != 0 ? .create : nil) { vz_openat_beneath(fd, name, openFlags, mode) }
         if f < 0 && e == ENOENT && missingIsNil { return nil }
-        guard f >= 0 else { throw Syscall.error("open", "\(path)/\(name)", e, kind: e == ELOOP || e == EXDEV ? .pathOutsideRoot : .replicaIO) }
-        return PosixFile(fd: f, path: "\(path)/\(name)", errorKind: .replicaIO)
+        if f < 0 && e == ENXIO {
+            throw VZError(.pathOutsideRoot, "\(full): is not a regular file (a FIFO or device); refusing to use it as a working file — remove it")
+        }
+        guard f >= 0 else { throw Syscall.error("open", full, e, kind: e == ELOOP || e == EXDEV ? .pathOutsideRoot : .replicaIO) }
+        let file = PosixFile(fd: f, path: full, errorKind: .replicaIO)
+        let st = try file.status()
+        let type = st.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            throw VZError(.pathOutsideRoot, "\(full): is \(Directory.describe(type)), not a regular file; refusing to use it as a working file — remove it")
+        }
+        guard st.st_nlink == 1 else {
+            throw VZError(.pathOutsideRoot, "\(full): has \(st.st_nlink) hard links, so it may be a file outside the datastore root; refusing to write through it — remove it (the other links keep their data)")
+        }
+        let (r, e2) = Syscall.retrying { fcntl(f, F_SETFL, openFlags & ~O_NONBLOCK & ~O_CREAT & ~O_EXCL) }
+        guard r >= 0 else { throw Syscall.error("fcntl(F_SETFL)", full, e2, kind: .replicaIO) }
+        if flags & O_TRUNC != 0 { try file.truncate(to: 0) }
+        return file
+    }
+
+    static func describe(_ type: mode_t) -> String {
+        switch type {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
     }
 
     public func exists(_ name: String) -> Bool {
         var st = stat()
-        return fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+        return Syscall.retrying { fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) }.0 == 0
     }
 
     /// Reads a whole small file, refusing one larger than `maxSize` (never an unbounded allocation).
@@ -83,9 +116,12 @@ public final class Directory: @unchecked Sendable {
         return bytes
     }
 
+    /// The temp name `writeAtomically` uses for `name` (a leading dot: never a disk's own name).
+    public static func temporaryName(for name: String) -> String { ".\(name).tmp" }
+
     /// Durably replaces `name` with `bytes`: temp file, write, fsync, rename, fsync the directory.
     public func writeAtomically(_ name: String, _ bytes: [UInt8], mode: mode_t = 0o640) throws {
-        let temp = ".\(name).tmp"
+        let temp = Directory.temporaryName(for: name)
         let f = try open(temp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         try f.write(at: 0, bytes)
         try f.sync()
@@ -95,10 +131,8 @@ public final class Directory: @unchecked Sendable {
     }
 
     public func rename(_ from: String, to: String) throws {
-        let injected = FaultInjector.shared.check(.rename)
-        if injected != 0 { throw Syscall.error("rename \(from) ->", "\(path)/\(to)", injected, kind: .replicaIO) }
         let (from, to) = (try checked(from), try checked(to))
-        let (r, e) = Syscall.retrying { renameat(fd, from, fd, to) }
+        let (r, e) = Syscall.call(.rename) { renameat(fd, from, fd, to) }
         guard r == 0 else { throw Syscall.error("rename \(from) ->", "\(path)/\(to)", e, kind: .replicaIO) }
     }
 
@@ -108,23 +142,19 @@ public final class Directory: @unchecked Sendable {
     public func remove(_ name: String) throws -> Bool {
         let name = try checked(name)
         guard exists(name) else { return false }
-        let injected = FaultInjector.shared.check(.unlink)
-        if injected != 0 { throw Syscall.error("unlink", "\(path)/\(name)", injected, kind: .replicaIO) }
-        let (r, e) = Syscall.retrying { unlinkat(fd, name, 0) }
+        let (r, e) = Syscall.call(.unlink) { unlinkat(fd, name, 0) }
         guard r == 0 || e == ENOENT else { throw Syscall.error("unlink", "\(path)/\(name)", e, kind: .replicaIO) }
         return r == 0
     }
 
     public func sync() throws {
-        let injected = FaultInjector.shared.check(.fsync)
-        if injected != 0 { throw Syscall.error("fsync directory", path, injected, kind: .replicaIO) }
-        let (r, e) = Syscall.retrying { fsync(fd) }
+        let (r, e) = Syscall.call(.fsync) { fsync(fd) }
         guard r == 0 else { throw Syscall.error("fsync directory", path, e, kind: .replicaIO) }
     }
 
     /// Names of the entries (not "." and ".."), sorted.
     public func entries() throws -> [String] {
-        let dupfd = dup(fd)
+        let dupfd = Syscall.retrying { dup(fd) }.0
         guard dupfd >= 0, let dir = fdopendir(dupfd) else { throw Syscall.error("opendir", path, errno, kind: .replicaIO) }
         defer { closedir(dir) }
         rewinddir(dir)
@@ -141,7 +171,8 @@ public final class Directory: @unchecked Sendable {
     /// Free bytes on the file system holding this directory (for the preflight space check).
     public func freeBytes() throws -> UInt64 {
         var s = statvfs()
-        guard fstatvfs(fd, &s) == 0 else { throw Syscall.error("fstatvfs", path, errno, kind: .replicaIO) }
+        let (r, e) = Syscall.retrying { fstatvfs(fd, &s) }
+        guard r == 0 else { throw Syscall.error("fstatvfs", path, e, kind: .replicaIO) }
         return UInt64(s.f_bavail) * UInt64(s.f_frsize)
     }
 }

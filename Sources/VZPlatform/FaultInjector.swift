@@ -4,17 +4,23 @@ import VZCore
 /// Test-only fault injection, configured by the environment variable `VZREPL_FAULT` (unset in
 /// production, where every check is one branch). A comma-separated list of rules:
 ///
-///   kill-at:N            SIGKILL the process at the N-th durable operation (write, fsync,
-///                        rename, unlink, punch) — the crash-point sweep of the fault tests
+///   kill-at:N            SIGKILL the process at the N-th durable operation (every system call
+///                        that changes a file or directory: open with O_CREAT, mkdir, ftruncate,
+///                        write, punch, fsync, rename, unlink) — the crash-point sweep
 ///   eio-write:N          the N-th write fails with EIO (and every later one: "N+")
 ///   eio-fsync:N          the N-th fsync fails with EIO
 ///   enospc-write:N       the N-th write fails with ENOSPC
 ///   delay-read:MS        every read sleeps MS milliseconds first (a slow source disk)
 ///   delay-fsync:MS       every fsync sleeps MS milliseconds first (a slow datastore)
 ///
-/// Operations are counted per process, in the order the agent performs them.
+/// Operations are counted per process, in the order the agent performs them. `Syscall.call` is
+/// the one place that consults the injector, just before the system call.
 public final class FaultInjector: @unchecked Sendable {
-    public enum Operation: String, Sendable { case write, fsync, rename, unlink, punch }
+    public enum Operation: String, Sendable {
+        /// Not durable: only delayed (delay-read), never counted.
+        case read
+        case create, mkdir, truncate, write, punch, fsync, rename, unlink
+    }
 
     struct Rule {
         var action: String
@@ -44,15 +50,13 @@ public final class FaultInjector: @unchecked Sendable {
         pthread_mutex_init(&lock, nil)
     }
 
-    /// Called before each read; reads are not durable operations and are not counted.
-    public func beforeRead() {
-        guard isActive else { return }
-        for r in rules where r.action == "delay-read" { usleep(useconds_t(r.n) * 1000) }
-    }
-
-    /// Called before each durable operation; returns an errno to fail it with, or 0.
+    /// Called before each operation; returns an errno to fail it with, or 0. Reads are only delayed.
     public func check(_ op: Operation) -> Int32 {
         guard isActive else { return 0 }
+        if op == .read {
+            for r in rules where r.action == "delay-read" { usleep(useconds_t(r.n) * 1000) }
+            return 0
+        }
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         durableCount += 1

@@ -21,7 +21,7 @@ public final class PosixFile: @unchecked Sendable {
     /// Opens a path as given (the source side, and read-only use). The target opens through
     /// `DatastoreRoot` instead, which never leaves its root.
     public static func open(_ path: String, flags: Int32, mode: mode_t = 0o644, errorKind: VZError.Kind) throws -> PosixFile {
-        let (fd, e) = Syscall.retrying { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        let (fd, e) = Syscall.call(flags & O_CREAT != 0 ? .create : nil) { Glibc.open(path, flags | O_CLOEXEC, mode) }
         guard fd >= 0 else { throw Syscall.error("open", path, e, kind: errorKind) }
         return PosixFile(fd: fd, path: path, errorKind: errorKind)
     }
@@ -34,9 +34,7 @@ public final class PosixFile: @unchecked Sendable {
 
     /// Size in bytes: st_size for a file, BLKGETSIZE64 for a block device.
     public func size() throws -> UInt64 {
-        var st = stat()
-        let (r, e) = Syscall.retrying { fstat(fd, &st) }
-        guard r == 0 else { throw Syscall.error("fstat", path, e, kind: errorKind) }
+        let st = try status()
         if (st.st_mode & S_IFMT) == S_IFBLK {
             let (n, e2) = Syscall.retrying { vz_block_device_size(fd) }
             guard n >= 0 else { throw Syscall.error("ioctl(BLKGETSIZE64)", path, e2, kind: errorKind) }
@@ -45,12 +43,14 @@ public final class PosixFile: @unchecked Sendable {
         return UInt64(st.st_size)
     }
 
+    /// fstat.
+    public func status() throws -> stat { try Syscall.fileStatus(fd, path: path, kind: errorKind) }
+
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error naming the offset.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        FaultInjector.shared.beforeRead()
         var done = 0
         while done < buffer.count {
-            let (n, e) = Syscall.retrying {
+            let (n, e) = Syscall.call(.read) {
                 pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             }
             if n < 0 { throw Syscall.error("pread at offset \(offset + UInt64(done)) of", path, e, kind: errorKind) }
@@ -62,11 +62,9 @@ public final class PosixFile: @unchecked Sendable {
     }
 
     public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws {
-        let injected = FaultInjector.shared.check(.write)
-        if injected != 0 { throw Syscall.error("pwrite at offset \(offset) of", path, injected, kind: errorKind) }
         var done = 0
         while done < bytes.count {
-            let (n, e) = Syscall.retrying {
+            let (n, e) = Syscall.call(.write) {
                 pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
             }
             if n < 0 { throw Syscall.error("pwrite at offset \(offset + UInt64(done)) of", path, e, kind: errorKind) }
@@ -81,22 +79,18 @@ public final class PosixFile: @unchecked Sendable {
     /// fsync. A failure is final: the caller fails the pass and never retries (the kernel may
     /// already have dropped the dirty pages).
     public func sync() throws {
-        let injected = FaultInjector.shared.check(.fsync)
-        if injected != 0 { throw Syscall.error("fsync", path, injected, kind: errorKind) }
-        let (r, e) = Syscall.retrying { fsync(fd) }
+        let (r, e) = Syscall.call(.fsync) { fsync(fd) }
         guard r == 0 else { throw Syscall.error("fsync", path, e, kind: errorKind) }
     }
 
     public func truncate(to size: UInt64) throws {
-        let (r, e) = Syscall.retrying { ftruncate(fd, off_t(size)) }
+        let (r, e) = Syscall.call(.truncate) { ftruncate(fd, off_t(size)) }
         guard r == 0 else { throw Syscall.error("ftruncate to \(size) bytes", path, e, kind: errorKind) }
     }
 
     /// Deallocates the extent so it reads as zeros (a hole); the file size is kept.
     public func punchHole(_ extent: Extent) throws {
-        let injected = FaultInjector.shared.check(.punch)
-        if injected != 0 { throw Syscall.error("fallocate(PUNCH_HOLE)", path, injected, kind: errorKind) }
-        let (r, e) = Syscall.retrying { vz_punch_hole(fd, Int64(extent.offset), Int64(extent.length)) }
+        let (r, e) = Syscall.call(.punch) { vz_punch_hole(fd, Int64(extent.offset), Int64(extent.length)) }
         guard r == 0 else { throw Syscall.error("fallocate(PUNCH_HOLE) \(extent) of", path, e, kind: errorKind) }
     }
 

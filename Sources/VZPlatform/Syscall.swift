@@ -2,17 +2,24 @@ import CVZShims
 import Glibc
 import VZCore
 
-/// Every system call of vzrepl's file I/O goes through here: EINTR is retried in one place, the
-/// failure becomes a `VZError` naming the call, the file and errno, and the test-only fault
-/// injector (`FaultInjector`) gets its chance to kill the process or fail the call.
+/// Every system call of vzrepl goes through here, as in swift-system: EINTR is retried in one
+/// place, the test-only fault injector (`FaultInjector`) gets its chance to kill the process or
+/// fail a call that changes a file, and a failure becomes a `VZError` naming the call, the file
+/// and errno.
 public enum Syscall {
     public static func errnoDescription(_ code: Int32) -> String {
         String(cString: strerror(code)) + " (errno \(code))"
     }
 
-    /// Runs `body` until it does not fail with EINTR. `body` returns -1 and sets errno on failure.
+    /// Runs `body` (a system call that returns -1 and sets errno on failure) until it does not
+    /// fail with EINTR, after the fault injector's check for `op`; returns the result and errno
+    /// (0 on success). An injected failure returns -1 and its errno without calling `body`.
     @inline(__always)
-    public static func retrying<T: FixedWidthInteger>(_ body: () -> T) -> (T, Int32) {
+    public static func call<T: FixedWidthInteger>(_ op: FaultInjector.Operation?, _ body: () -> T) -> (T, Int32) {
+        if let op {
+            let injected = FaultInjector.shared.check(op)
+            if injected != 0 { return (-1, injected) }
+        }
         while true {
             let r = body()
             if r == -1 {
@@ -22,6 +29,12 @@ public enum Syscall {
             }
             return (r, 0)
         }
+    }
+
+    /// `call` for calls that change nothing on disk (poll, read of a pipe, fstat, lseek, flock).
+    @inline(__always)
+    public static func retrying<T: FixedWidthInteger>(_ body: () -> T) -> (T, Int32) {
+        call(nil, body)
     }
 
     /// Maps errno to the error kind a caller switches on.
@@ -37,5 +50,13 @@ public enum Syscall {
         var message = "\(call) \(path): \(errnoDescription(code))"
         if code == EFBIG { message += " — the file system cannot hold a file this large (ext4 stops at 16 TiB)" }
         return VZError(Syscall.kind(for: code, default: kind), message)
+    }
+
+    /// fstat, as a `VZError` naming the file on failure.
+    public static func fileStatus(_ fd: Int32, path: String, kind: VZError.Kind) throws -> stat {
+        var st = stat()
+        let (r, e) = retrying { fstat(fd, &st) }
+        guard r == 0 else { throw error("fstat", path, e, kind: kind) }
+        return st
     }
 }

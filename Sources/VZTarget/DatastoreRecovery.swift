@@ -3,9 +3,10 @@ import VZCore
 import VZPlatform
 
 /// Finds passes that did not finish and settles them: rolls back the uncommitted ones and cleans
-/// up after committed ones (Rollback decides which). Run by `vzrepl-target recover`, at every
-/// `serve` start, by `rollback` (what vzundo-script calls), and before each disk session.
-/// Each disk is recovered under its lock, so a live session's journal is never touched.
+/// up after committed ones (Rollback decides which), and removes what an unfinished seed left.
+/// Run by `vzrepl-target recover` (and the appliance's boot unit), by `rollback` (what
+/// vzundo-script calls), and by each disk session for its own disk before its pass. Each disk is
+/// recovered under its lock, so a live session's journal is never touched.
 public enum DatastoreRecovery {
     public struct DiskOutcome: Sendable {
         public var job: String
@@ -13,6 +14,8 @@ public enum DatastoreRecovery {
         public var action: Rollback.Action
         public var reason: String
         public var restoredBytes: UInt64
+        /// An unfinished seed's replica (never committed, no data) was removed.
+        public var removedUnfinishedSeed = false
     }
 
     /// Recovers one disk of a job under its lock (waiting up to `lockWait` seconds for it).
@@ -22,22 +25,43 @@ public enum DatastoreRecovery {
             if let why = NameRules.problem(with: name) { throw VZError(.badArgument, "\(what) name \(why)") }
         }
         let dir = try root.subdirectory(job, create: false)
-        let lock = try DiskLock.acquire(directory: dir, disk: disk, wait: lockWait)
+        let files = DiskFiles(disk: disk)
+        let lock = try DiskLock.acquire(directory: dir, files: files, wait: lockWait)
         defer { lock.release() }
-        return try recoverLocked(directory: dir, job: job, disk: disk, logger: logger)
+        return try recoverLocked(store: FlatReplicaStore(directory: dir), job: job, files: files, logger: logger)
     }
 
     /// The same, for a caller that holds the disk's lock already.
-    static func recoverLocked(directory: Directory, job: String, disk: String, logger: Logger) throws -> DiskOutcome {
-        let outcome = try Rollback.recover(directory: directory, disk: disk, logger: logger) {
-            try FlatReplica.open(in: directory, disk: disk, expectedCapacity: nil)
+    static func recoverLocked(store: FlatReplicaStore, job: String, files: DiskFiles, logger: Logger) throws -> DiskOutcome {
+        let outcome = try Rollback.recover(directory: store.directory, disk: files.disk, logger: logger) {
+            try store.open(files, expectedCapacity: nil)
         }
-        return DiskOutcome(job: job, disk: disk, action: outcome.decision.action, reason: outcome.decision.reason,
-                           restoredBytes: outcome.restoredBytes)
+        var result = DiskOutcome(job: job, disk: files.disk, action: outcome.decision.action, reason: outcome.decision.reason,
+                                 restoredBytes: outcome.restoredBytes)
+        result.removedUnfinishedSeed = try removeUnfinishedSeed(store: store, files: files, logger: logger)
+        return result
     }
 
-    /// Every disk under the root that has a journal. A disk whose lock is held by a live session
-    /// is skipped (that session recovers it itself before its pass); other failures are thrown
+    /// A seed that never committed leaves a replica without a map: after its rollback it holds no
+    /// data. Such a replica is removed (it holds nothing to keep), so the next pass seeds afresh at
+    /// whatever size the source has now, instead of refusing it as resized. A replica with data
+    /// and no map is kept: it was committed once and lost its map (it is then hashed). A lone
+    /// descriptor (a seed killed before its data file was renamed into place) is removed too.
+    static func removeUnfinishedSeed(store: FlatReplicaStore, files: DiskFiles, logger: Logger) throws -> Bool {
+        let dir = store.directory
+        guard !dir.exists(files.map), !dir.exists(files.journal) else { return false }
+        if let replica = try store.open(files, expectedCapacity: nil) {
+            guard try replica.holdsNoData() else { return false }
+        } else if !dir.exists(files.descriptor) {
+            return false
+        }
+        try store.removeUncommitted(files)
+        logger.notice("\(dir.path): disk \(files.disk) had an unfinished seed (a replica that never committed and holds no data); its files were removed, the next pass seeds it again")
+        return true
+    }
+
+    /// Every disk of every job under the root. A disk whose lock is held by a live session is
+    /// skipped (that session recovers it itself before its pass); other failures are thrown
     /// after the rest were tried.
     public static func recoverAll(rootPath: String, logger: Logger) throws -> [DiskOutcome] {
         let root = try Directory.openRoot(rootPath)
@@ -45,7 +69,7 @@ public enum DatastoreRecovery {
         var firstError: Error?
         for job in try root.entries() where NameRules.problem(with: job) == nil {
             guard let dir = try? root.subdirectory(job, create: false) else { continue }
-            for disk in try disksToRecover(in: dir) {
+            for disk in try FlatReplicaStore(directory: dir).disks() {
                 do {
                     outcomes.append(try recoverDisk(root: root, job: job, disk: disk, lockWait: 0, logger: logger))
                 } catch let e as VZError where e.kind == .locked {
@@ -58,17 +82,5 @@ public enum DatastoreRecovery {
         }
         if let e = firstError { throw e }
         return outcomes
-    }
-
-    /// Disks with a journal, and every disk with a replica or a lock file: recovering a disk
-    /// without a journal only removes what a crash left (temp files, a lone vzundo-script).
-    static func disksToRecover(in dir: Directory) throws -> [String] {
-        var disks = Set(try Rollback.disksWithJournals(in: dir))
-        for name in try dir.entries() {
-            for suffix in ["-flat.vmdk", ".vzlock"] where name.hasSuffix(suffix) {
-                disks.insert(String(name.dropLast(suffix.count)))
-            }
-        }
-        return disks.filter { NameRules.problem(with: $0) == nil }.sorted()
     }
 }

@@ -12,15 +12,15 @@ final class DiskLock {
 
     private init(file: PosixFile) { self.file = file }
 
-    static func lockName(_ disk: String) -> String { "\(disk).vzlock" }
-
     /// Takes the lock, waiting up to `wait` seconds for a holder that is finishing.
-    static func acquire(directory: Directory, disk: String, wait: Double) throws -> DiskLock {
-        let f = try directory.open(lockName(disk), flags: O_RDWR | O_CREAT, mode: 0o640)
+    static func acquire(directory: Directory, files: DiskFiles, wait: Double) throws -> DiskLock {
+        let disk = files.disk
+        let f = try directory.open(files.lock, flags: O_RDWR | O_CREAT, mode: 0o640)
         let deadline = Date().addingTimeInterval(wait)
-        while flock(f.fd, LOCK_EX | LOCK_NB) != 0 {
-            let e = errno
-            guard e == EWOULDBLOCK || e == EINTR else {
+        while true {
+            let (r, e) = Syscall.retrying { flock(f.fd, LOCK_EX | LOCK_NB) }
+            if r == 0 { break }
+            guard e == EWOULDBLOCK else {
                 throw Syscall.error("flock", f.path, e, kind: .replicaIO)
             }
             if Date() >= deadline {
@@ -28,17 +28,17 @@ final class DiskLock {
             }
             usleep(100_000)
         }
-        // Informational only (for the refusal message), never fsynced: plain calls, so the fault
-        // injector's count of durable operations stays that of the pass.
+        // Informational only (for the refusal message), never fsynced: not durable operations, so
+        // the fault injector does not count them.
         let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(f.fd, 0)
-        _ = pid.withUnsafeBytes { pwrite(f.fd, $0.baseAddress, $0.count, 0) }
+        _ = Syscall.call(nil) { ftruncate(f.fd, 0) }
+        _ = pid.withUnsafeBytes { raw in Syscall.call(nil) { pwrite(f.fd, raw.baseAddress, raw.count, 0) } }
         return DiskLock(file: f)
     }
 
     private static func holder(of f: PosixFile) -> String {
         var buf = [UInt8](repeating: 0, count: 32)
-        let n = buf.withUnsafeMutableBytes { pread(f.fd, $0.baseAddress, 32, 0) }
+        let n = buf.withUnsafeMutableBytes { raw in Syscall.retrying { pread(f.fd, raw.baseAddress, 32, 0) }.0 }
         guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
             return "holder unknown"
         }
@@ -53,7 +53,7 @@ final class DiskLock {
 
     /// Releases the lock (closing the descriptor does it; the file stays for the next session).
     func release() {
-        _ = flock(file.fd, LOCK_UN)
+        _ = Syscall.retrying { flock(file.fd, LOCK_UN) }
         file.close()
     }
 }

@@ -23,6 +23,8 @@ final class DiskSession {
         var rootPath = ""
         /// How long to wait for another session's lock on the disk before refusing.
         var lockWait = 5.0
+        /// The most memory a disk's block map may take (33 bytes a block, held whole during a pass).
+        var mapMemoryLimit = TargetServer.Options.defaultMapMemoryLimit
     }
 
     enum Incoming {
@@ -33,6 +35,8 @@ final class DiskSession {
     typealias Decoded = DecodedChange
 
     let jobDirectory: Directory
+    let store: FlatReplicaStore
+    let files: DiskFiles
     let job: String
     let request: Message.OpenDisk
     let channel: MessageChannel
@@ -42,6 +46,8 @@ final class DiskSession {
     init(jobDirectory: Directory, job: String, request: Message.OpenDisk, channel: MessageChannel,
          options: Options, logger: Logger) {
         self.jobDirectory = jobDirectory
+        self.store = FlatReplicaStore(directory: jobDirectory)
+        self.files = DiskFiles(disk: request.disk)
         self.job = job
         self.request = request
         self.channel = channel
@@ -54,13 +60,17 @@ final class DiskSession {
 
     func run() throws {
         let disk = request.disk
-        if let why = NameRules.problem(with: disk) { throw VZError(.pathOutsideRoot, "disk name \(why)") }
+        if let why = NameRules.problem(withDisk: disk) { throw VZError(.pathOutsideRoot, "disk name \(why)") }
         let bs = request.blockSize
-        guard bs >= JobConfig.minBlockSize, bs <= JobConfig.maxBlockSize, bs & (bs - 1) == 0 else {
-            throw refuse("block size \(bs) is not a power of two from 64 KiB to 8 MiB")
-        }
+        if let why = BlockSize.problem(with: bs) { throw refuse("block size \(why)") }
         guard request.capacity > 0, request.capacity <= 1 << 50 else {
             throw refuse("capacity \(request.capacity) is outside 1 byte ... 1 PiB")
+        }
+        // Before any file exists and before the map is allocated: the map is sized by the peer's claim.
+        let blocks = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
+        let mapBytes = blocks.multipliedReportingOverflow(by: UInt64(BlockMap.Entry.encodedSize))
+        guard !mapBytes.overflow, mapBytes.partialValue <= options.mapMemoryLimit else {
+            throw refuse("a \(request.capacity)-byte disk at \(bs)-byte blocks has \(blocks) blocks, whose map would take \(mapBytes.overflow ? "more than 2^64" : "\(mapBytes.partialValue)") bytes of memory, more than this agent's limit of \(options.mapMemoryLimit) (`serve --map-memory-limit`); use a larger blockSize in the job, or raise the limit")
         }
 
         // Rebuilding a map, journaling, flushing gigabytes at the commit: none of it may look like
@@ -69,22 +79,25 @@ final class DiskSession {
     }
 
     private func pass(disk: String, blockSize bs: UInt32) throws {
-        let lock = try DiskLock.acquire(directory: jobDirectory, disk: disk, wait: options.lockWait)
+        let lock = try DiskLock.acquire(directory: jobDirectory, files: files, wait: options.lockWait)
         defer { lock.release() }
-        let recovered = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: disk, logger: logger)
+        // Only this disk: other disks are recovered at boot or by their own sessions, so a large
+        // journal elsewhere never delays this session's answer.
+        let recovered = try DatastoreRecovery.recoverLocked(store: store, job: job, files: files, logger: logger)
         if recovered.action != .nothingToDo { logger.notice("recovered an unfinished pass first: \(recovered.action) (\(recovered.reason))") }
+        let entries = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
+        try SpaceCheck.preflight(directory: jobDirectory, disk: disk, blockSize: bs, entries: Int(entries))
         let (replica, loaded) = try openReplicaAndMap()
         logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")
         try sendMap(loaded)
 
-        try SpaceCheck.preflight(directory: jobDirectory, disk: disk, blockSize: bs, entries: loaded.map.count)
         var journal: PassJournal = NoJournal()
         let generation = loaded.state.generation + 1
         let stats: (changed: UInt64, zero: UInt64)
         do {
             // Inside the do: a journal that fails half-way through its own start is cleaned up too.
             if options.journaled {
-                journal = try MapStore.beginJournal(directory: jobDirectory, disk: disk, job: job, rootPath: options.rootPath,
+                journal = try MapStore.beginJournal(directory: jobDirectory, files: files, job: job, rootPath: options.rootPath,
                                                     executablePath: options.executablePath, generation: loaded.state.generation,
                                                     blockSize: bs, capacity: request.capacity, logger: logger)
             }
@@ -92,8 +105,8 @@ final class DiskSession {
             stats = try apply(to: replica, journal: journal, map: &newMap)
             // Commit: the replica first, then the map that describes it, then the CID, then the journal.
             try replica.flush()
-            try MapStore.write(newMap, generation: generation, directory: jobDirectory, disk: disk)
-            try replica.writeDescriptor(cid: FlatDescriptor.randomCID())
+            try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
+            try store.recordCID(FlatDescriptor.randomCID(), of: replica)
             try journal.discard()
         } catch {
             rollBack(after: error, journal: journal)
@@ -110,7 +123,7 @@ final class DiskSession {
         guard options.journaled else { return }
         logger.error("pass failed: \(error); rolling back")
         do {
-            let r = try DatastoreRecovery.recoverLocked(directory: jobDirectory, job: job, disk: request.disk, logger: logger)
+            let r = try DatastoreRecovery.recoverLocked(store: store, job: job, files: files, logger: logger)
             logger.notice("after the failure: \(r.action) (\(r.reason)), \(r.restoredBytes) bytes restored")
         } catch {
             logger.critical("rollback failed: \(error); the journal stays, and `vzrepl-target recover` or the next session rolls back")
@@ -118,12 +131,12 @@ final class DiskSession {
     }
 
     private func openReplicaAndMap() throws -> (FlatReplica, MapStore.Loaded) {
-        if let replica = try FlatReplica.open(in: jobDirectory, disk: request.disk, expectedCapacity: request.capacity) {
-            let loaded = try MapStore.load(directory: jobDirectory, disk: request.disk, replica: replica,
+        if let replica = try store.open(files, expectedCapacity: request.capacity) {
+            let loaded = try MapStore.load(directory: jobDirectory, files: files, replica: replica,
                                            blockSize: request.blockSize, workers: options.workers, logger: logger)
             return (replica, loaded)
         }
-        let replica = try FlatReplica.create(in: jobDirectory, disk: request.disk, capacity: request.capacity)
+        let replica = try store.create(files, capacity: request.capacity)
         let map = BlockMap(blockSize: request.blockSize, capacity: request.capacity, filledWith: .zero)
         return (replica, MapStore.Loaded(map: map, state: .init(mapStatus: .created, generation: 0, entryCount: UInt64(map.count))))
     }

@@ -6,28 +6,25 @@ import VZFormats
 import VZPlatform
 
 /// The working files of one disk beside its replica: `DISK.vzmap` (load with fallback, write
-/// atomically) and, through the journal, `DISK.vzundo`.
+/// atomically, its header read for recovery and status) and, through the journal, `DISK.vzundo`.
 enum MapStore {
     struct Loaded {
         var map: BlockMap
         var state: Message.DiskState
     }
 
-    static func mapName(_ disk: String) -> String { "\(disk).vzmap" }
-
     /// The map beside `replica`, or — when it is missing, corrupt, or of another geometry — a map
     /// rebuilt by hashing the replica itself. A map that fails its checks is never trusted.
-    static func load(directory: Directory, disk: String, replica: FlatReplica, blockSize: UInt32,
+    static func load(directory: Directory, files: DiskFiles, replica: some Replica, blockSize: UInt32,
                      workers: Int, logger: Logger) throws -> Loaded {
-        let name = mapName(disk)
-        let path = "\(directory.path)/\(name)"
+        let path = "\(directory.path)/\(files.map)"
         let entries = BlockMap.blockCount(capacity: replica.capacity, blockSize: blockSize)
         var note: String
         var generation: UInt64 = 0
         do {
             // Bounded read: a map for this geometry has exactly this size; anything larger is corrupt.
             let limit = Int(VzmapFile.fileSize(entryCount: entries)) + 1
-            if let bytes = try directory.readFile(name, maxSize: limit) {
+            if let bytes = try directory.readFile(files.map, maxSize: limit) {
                 if let header = try? VzmapFile.decodeHeader(bytes, fileName: path) { generation = header.generation }
                 let (header, map) = try VzmapFile.decode(bytes, fileName: path)
                 if header.blockSize != blockSize {
@@ -40,25 +37,45 @@ enum MapStore {
             } else {
                 note = "\(path) is missing"
             }
-        } catch let e as VZError {
+        } catch let e as VZError where e.kind == .corruptMap {
             note = e.message
+        } catch let e as VZError where e.kind == .replicaIO && e.message.contains("more than the") {
+            note = e.message  // larger than any map of this geometry: corrupt, not an I/O failure
         }
         logger.warning("map not trusted: \(note); rebuilding it by hashing the replica")
         let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers)
         return Loaded(map: map, state: .init(mapStatus: .rebuilt, generation: generation, entryCount: UInt64(map.count), note: note))
     }
 
-    /// Durably replaces the map: this rename is the commit point of a pass.
-    static func write(_ map: BlockMap, generation: UInt64, directory: Directory, disk: String) throws {
-        let bytes = VzmapFile.encode(map, generation: generation, createdUnixSeconds: UInt64(Date().timeIntervalSince1970))
-        try directory.writeAtomically(mapName(disk), bytes)
+    /// The map's header, or nil with why when the map is missing or its header fails its checks.
+    /// Reads only the 64-byte header. An I/O error is thrown, not taken for "missing": rolling
+    /// back a committed pass because its map could not be read would leave a map that does not
+    /// describe the replica.
+    static func readHeader(directory: Directory, files: DiskFiles) throws -> (header: VzmapFile.Header?, note: String) {
+        guard let f = try directory.openIfExists(files.map, flags: O_RDONLY) else {
+            return (nil, "\(directory.path)/\(files.map) is missing")
+        }
+        let n = Int(min(try f.size(), UInt64(VzmapFile.headerSize)))
+        var bytes = [UInt8](repeating: 0, count: n)
+        try bytes.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
+        do {
+            return (try VzmapFile.decodeHeader(bytes, fileName: f.path), "")
+        } catch let e as VZError where e.kind == .corruptMap {
+            return (nil, e.message)
+        }
     }
 
-    static func beginJournal(directory: Directory, disk: String, job: String, rootPath: String, executablePath: String,
+    /// Durably replaces the map: this rename is the commit point of a pass.
+    static func write(_ map: BlockMap, generation: UInt64, directory: Directory, files: DiskFiles) throws {
+        let bytes = VzmapFile.encode(map, generation: generation, createdUnixSeconds: UInt64(Date().timeIntervalSince1970))
+        try directory.writeAtomically(files.map, bytes)
+    }
+
+    static func beginJournal(directory: Directory, files: DiskFiles, job: String, rootPath: String, executablePath: String,
                              generation: UInt64, blockSize: UInt32, capacity: UInt64, logger: Logger) throws -> UndoJournal {
         var log = logger
         log[metadataKey: "subsystem"] = "journal"
-        return try UndoJournal.begin(directory: directory, job: job, disk: disk, blockSize: blockSize, capacity: capacity,
+        return try UndoJournal.begin(directory: directory, job: job, disk: files.disk, blockSize: blockSize, capacity: capacity,
                                      generation: generation,
                                      script: RollbackScript(executablePath: executablePath, rootPath: rootPath), logger: log)
     }

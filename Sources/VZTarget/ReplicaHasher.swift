@@ -2,13 +2,13 @@ import VZCore
 import VZPlatform
 
 /// Hashes a replica block by block into a `BlockMap`, on all cores: the fallback when the
-/// `.vzmap` cannot be trusted, and the check of `vzrepl-target verify`. Holes are zero blocks
-/// without reading them.
+/// `.vzmap` cannot be trusted, and the check of `vzrepl-target verify`. Known-zero extents (a
+/// flat replica's holes) are zero blocks without reading them.
 public enum ReplicaHasher {
-    public static func hash(_ replica: FlatReplica, blockSize: UInt32, workers: Int = 2,
+    public static func hash(_ replica: some Replica, blockSize: UInt32, workers: Int = 2,
                             onBlock: ((Int, BlockMap.Entry) throws -> Void)? = nil) throws -> BlockMap {
         var map = BlockMap(blockSize: blockSize, capacity: replica.capacity)
-        let holes = try replica.holes()
+        let holes = try replica.knownZeroExtents()
         let layout = map  // an immutable copy for the workers; `map` is filled by the consumer
         let pipeline = OrderedPipeline<Int, BlockMap.Entry>(workers: workers, depth: 2 * workers + 2) { index in
             let extent = layout.extent(ofBlock: index)

@@ -27,7 +27,7 @@ public enum ReplicaInspector {
             for name in try dir.entries() where name.hasSuffix("-flat.vmdk") {
                 let disk = String(name.dropLast("-flat.vmdk".count))
                 var s = DiskStatus(job: job, disk: disk, mapState: "missing", pendingUndo: dir.exists("\(disk).vzundo"))
-                if let replica = try FlatReplica.open(in: dir, disk: disk, expectedCapacity: nil) {
+                if let replica = try FlatReplicaStore(directory: dir).open(DiskFiles(disk: disk), expectedCapacity: nil) {
                     s.capacityBytes = replica.capacity
                     if let d = try? replica.readDescriptor() { s.cid = d.cidHex }
                 }
@@ -76,7 +76,7 @@ public enum ReplicaInspector {
         }
         let root = try Directory.openRoot(rootPath)
         let dir = try root.subdirectory(job, create: false)
-        guard let replica = try FlatReplica.open(in: dir, disk: disk, expectedCapacity: nil) else {
+        guard let replica = try FlatReplicaStore(directory: dir).open(DiskFiles(disk: disk), expectedCapacity: nil) else {
             throw VZError(.badArgument, "\(dir.path): no replica of disk '\(disk)'")
         }
         let mapName = "\(disk).vzmap"

@@ -53,7 +53,7 @@ public enum Rollback {
         return Decision(action: .rollBackAndDropMap, reason: "the map is at generation \(map), older than the pass's start generation \(start): it was replaced; rolling back and dropping the map")
     }
 
-    public static func mapName(disk: String) -> String { "\(disk).vzmap" }
+    public static func mapName(disk: String) -> String { DiskFiles(disk: disk).map }
 
     /// True when `DISK.vzundo` exists: a pass of this disk did not finish (or finished without
     /// removing its journal); `recover` sorts out which.
@@ -81,16 +81,8 @@ public enum Rollback {
     /// a committed pass because its map could not be read would leave a map that does not describe
     /// the replica.
     public static func readMapGeneration(directory: Directory, disk: String) throws -> (generation: UInt64?, note: String) {
-        let name = mapName(disk: disk)
-        guard let f = try directory.openIfExists(name, flags: O_RDONLY) else { return (nil, "\(directory.path)/\(name) is missing") }
-        let n = Int(min(try f.size(), UInt64(VzmapFile.headerSize)))
-        var bytes = [UInt8](repeating: 0, count: n)
-        try bytes.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
-        do {
-            return (try VzmapFile.decodeHeader(bytes, fileName: f.path).generation, "")
-        } catch let e as VZError where e.kind == .corruptMap {
-            return (nil, e.message)
-        }
+        let (header, note) = try MapStore.readHeader(directory: directory, files: DiskFiles(disk: disk))
+        return (header?.generation, note)
     }
 
     public struct Outcome: Equatable, Sendable {
@@ -226,13 +218,16 @@ public enum Rollback {
         }
     }
 
-    /// Removes the temp files a crash can leave (the journal header of `UndoJournal.begin`, the
-    /// map and descriptor of `Directory.writeAtomically`), the script when no journal is left,
+    /// Removes the temp files a crash can leave (DiskFiles.temporaries: the journal header of
+    /// `UndoJournal.begin`, a seed's data file, the map, descriptor and CID of `writeAtomically`),
+    /// the script when no journal is left,
     /// and fsyncs the directory. The caller holds the disk's lock, so none of them is in use.
     private static func removeLeftovers(directory: Directory, disk: String, changed: Bool = false) throws {
-        var removed = try directory.remove(UndoJournal.tempName(disk: disk)) || changed
-        removed = try directory.remove(".\(disk).vzmap.tmp") || removed
-        removed = try directory.remove(".\(disk).vmdk.tmp") || removed
+        let files = DiskFiles(disk: disk)
+        var removed = changed
+        for temp in files.temporaries where temp != files.scriptTemp {
+            removed = try directory.remove(temp) || removed
+        }
         removed = try RollbackScript.removeIfUnused(in: directory, disk: disk) || removed
         // Only a directory that changed needs its fsync (a clean disk costs no durable operation).
         if removed { try directory.sync() }

@@ -15,6 +15,10 @@ public final class TargetServer {
         public var journaled: Bool
         public var executablePath: String
         public var lockWait = 5.0
+        /// The most memory one disk's block map may take; a disk whose map would need more is
+        /// refused before anything is created (Docs/operations.md).
+        public var mapMemoryLimit = Options.defaultMapMemoryLimit
+        public static let defaultMapMemoryLimit: UInt64 = 512 << 20
         public init(rootPath: String, idleTimeout: Double = 60, workers: Int = 2, journaled: Bool = true,
                     executablePath: String = CommandLine.arguments.first ?? "vzrepl-target") {
             self.rootPath = rootPath; self.idleTimeout = idleTimeout; self.workers = workers
@@ -62,6 +66,7 @@ public final class TargetServer {
         diskOptions.executablePath = options.executablePath
         diskOptions.rootPath = options.rootPath
         diskOptions.lockWait = options.lockWait
+        diskOptions.mapMemoryLimit = options.mapMemoryLimit
         while let m = try channel.receive() {
             switch m {
             case let .openDisk(request):

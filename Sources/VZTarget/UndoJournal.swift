@@ -63,10 +63,10 @@ public final class UndoJournal: PassJournal {
     private var mutex = pthread_mutex_t()
 
     /// The journal file's name for `disk`.
-    public static func fileName(disk: String) -> String { "\(disk).vzundo" }
+    public static func fileName(disk: String) -> String { DiskFiles(disk: disk).journal }
     /// The header is written here first, then renamed to `fileName`, so a `.vzundo` always has a
     /// whole header. A leftover one (a crash inside `begin`) is removed by recovery.
-    public static func tempName(disk: String) -> String { ".\(disk).vzundo.tmp" }
+    public static func tempName(disk: String) -> String { DiskFiles(disk: disk).journalTemp }
 
     /// Starts the journal of a pass: writes the header to a temp file, fsyncs it, renames it to
     /// `DISK.vzundo`, installs `vzundo-script` and fsyncs the directory. Refuses when a
@@ -83,8 +83,8 @@ public final class UndoJournal: PassJournal {
         for (what, name) in [("job", job), ("disk", disk)] {
             if let why = NameRules.problem(with: name) { throw VZError(.badArgument, "undo journal: \(what) name \(why)") }
         }
-        guard blockSize >= JobConfig.minBlockSize, blockSize <= JobConfig.maxBlockSize, blockSize & (blockSize - 1) == 0 else {
-            throw VZError(.badArgument, "undo journal for \(disk): block size \(blockSize) is not a power of two from 64 KiB to 8 MiB")
+        if let why = BlockSize.problem(with: blockSize) {
+            throw VZError(.badArgument, "undo journal for \(disk): block size \(why)")
         }
         guard capacity > 0, capacity <= UInt64(1) << 62 else {
             throw VZError(.badArgument, "undo journal for \(disk): capacity \(capacity) is not a disk size")
@@ -284,7 +284,7 @@ public struct RollbackScript: Sendable, Equatable {
     }
 
     static func write(_ bytes: [UInt8], in directory: Directory, disk: String) throws {
-        let temp = ".\(fileName).\(disk).tmp"
+        let temp = DiskFiles(disk: disk).scriptTemp
         let f = try directory.open(temp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o755)
         guard fchmod(f.fd, 0o755) == 0 else { throw Syscall.error("fchmod 0755", f.path, errno, kind: .replicaIO) }
         try f.write(at: 0, bytes)
@@ -302,7 +302,7 @@ public struct RollbackScript: Sendable, Equatable {
     /// Returns whether anything was removed.
     @discardableResult
     static func removeIfUnused(in directory: Directory, disk: String) throws -> Bool {
-        let removedTemp = try directory.remove(".\(fileName).\(disk).tmp")
+        let removedTemp = try directory.remove(DiskFiles(disk: disk).scriptTemp)
         guard !(try directory.entries().contains(where: isJournal)) else { return removedTemp }
         guard let bytes = try directory.readFile(fileName, maxSize: maxSize) else { return removedTemp }
         try directory.remove(fileName)

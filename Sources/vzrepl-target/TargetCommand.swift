@@ -54,6 +54,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Wait this many seconds for another session's lock on a disk before refusing.")
     var lockWait: Double = 5
 
+    @Option(help: "The most memory one disk's block map may take, in bytes (33 bytes a block); a disk whose map needs more is refused before anything is created.")
+    var mapMemoryLimit: UInt64 = TargetServer.Options.defaultMapMemoryLimit
+
     @OptionGroup var log: LogOptions
 
     func run() throws {
@@ -70,13 +73,10 @@ struct Serve: ParsableCommand {
         var options = TargetServer.Options(rootPath: root.root, idleTimeout: idleTimeout, journaled: journaled,
                                            executablePath: CommandLine.arguments[0])
         options.lockWait = lockWait
+        options.mapMemoryLimit = mapMemoryLimit
+        // No recovery of the whole root here: each disk session recovers its own disk under its
+        // lock before its pass; the rest is the boot unit's `recover` (Appliance/).
         let server = TargetServer(options: options, logger: logger)
-        // Settle what an earlier crash left behind before anything new starts.
-        do {
-            _ = try DatastoreRecovery.recoverAll(rootPath: root.root, logger: logger)
-        } catch {
-            logger.error("recovery at start: \(error) (the disk concerned is recovered again before its next pass)")
-        }
         let stream = FileDescriptorStream(readFD: 0, writeFD: 1, name: "source (stdin/stdout)", idleTimeout: idleTimeout,
                                           ownsDescriptors: false)
         do {

@@ -1,0 +1,19 @@
+import VZCore
+
+/// Where a job's replicas live: the flat-file store in a job directory today, a store of
+/// HotAdd-attached block devices later. The session, recovery and `status` reach replicas only
+/// through this, by their `DiskFiles`.
+public protocol ReplicaStore: AnyObject {
+    associatedtype Stored: Replica
+    /// The disk's replica, or nil when it has none. A replica of another size than
+    /// `expectedCapacity` is refused: the source disk changed size.
+    func open(_ files: DiskFiles, expectedCapacity: UInt64?) throws -> Stored?
+    /// Creates an empty (all-zero) replica atomically: it exists whole or not at all.
+    func create(_ files: DiskFiles, capacity: UInt64) throws -> Stored
+    /// Removes a replica that never committed (an unfinished seed), with its descriptor.
+    func removeUncommitted(_ files: DiskFiles) throws
+    /// Marks new content: a fresh CID in the replica's descriptor.
+    func recordCID(_ cid: UInt32, of replica: Stored) throws
+    /// The disks that have any file in the store, sorted.
+    func disks() throws -> [String]
+}
