@@ -42,6 +42,7 @@ let package = Package(
         .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZTransportTests", dependencies: ["VZTransport", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VZSourceTests", dependencies: ["VZSource", "VZCore", "VZPlatform", "VZTestSupport"]),
         .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),
