@@ -51,6 +51,7 @@ let package = Package(
         .testTarget(name: "VZWireTests", dependencies: ["VZWire", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZTransportSSHTests", dependencies: ["VZTransportSSH", "VZTransportLocal", "VZWire", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VZSourceTests", dependencies: ["VZSource", "VZCore", "VZPlatform", "VZTestSupport"]),
         .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),

@@ -4,39 +4,48 @@ import VZPlatform
 /// What the source decides for one block, computed on a worker thread.
 enum BlockVerdict {
     /// The target already has this content (its map says so).
-    case unchanged(scanned: UInt64)
+    case unchanged(Extent, scanned: UInt64)
     /// All zeros, and the target's map does not say zero: send as a zero extent.
     case zero(Extent, scanned: UInt64)
     /// A ready-to-send `blockData` frame.
     case data(frame: [UInt8], extent: Extent, payloadBytes: Int, scanned: UInt64)
+
+    /// The block the verdict is about.
+    var extent: Extent {
+        switch self {
+        case let .unchanged(e, _), let .zero(e, _), let .data(_, e, _, _): return e
+        }
+    }
 }
 
-/// Reads, zero-checks, hashes, compares with the target's map and compresses one block, straight
-/// into its frame buffer (one allocation, no copy of the payload).
+/// Reads, zero-checks, hashes, compares with the target's map and compresses one block of a
+/// `PassPlan`, straight into its frame buffer (one allocation, no copy of the payload). Blocks the
+/// plan classified as known zero are never read.
 struct BlockEncoder {
     let reader: BlockReader
     let map: BlockMap
-    let knownZero: ExtentSet
+    /// Check each block read for zeros (white-space detection).
     let whitespace: Bool
+    /// Compare with the target's map (differential mode; `PassPlan.usesMap`).
     let useMap: Bool
 
     static let fixedHeader = 8 + 4 + 1 + 32
 
-    func encode(block index: Int) throws -> BlockVerdict {
-        let extent = map.extent(ofBlock: index)
+    func encode(_ block: PassPlan.Block) throws -> BlockVerdict {
+        let extent = block.extent
         let length = Int(extent.length)
-        let previous = map[index]
-        if whitespace && knownZero.covers(extent) {
-            return useMap && previous.kind == .zero ? .unchanged(scanned: 0) : .zero(extent, scanned: 0)
+        let previous = map[Int(block.index)]
+        if block.knownZero {
+            return useMap && previous.kind == .zero ? .unchanged(extent, scanned: 0) : .zero(extent, scanned: 0)
         }
         var data = [UInt8](repeating: 0, count: length)
         try data.withUnsafeMutableBytes { try reader.read(at: extent.offset, into: $0) }
         return data.withUnsafeBytes { raw -> BlockVerdict in
             if whitespace && ZeroDetector.isZero(raw) {
-                return useMap && previous.kind == .zero ? .unchanged(scanned: extent.length) : .zero(extent, scanned: extent.length)
+                return useMap && previous.kind == .zero ? .unchanged(extent, scanned: extent.length) : .zero(extent, scanned: extent.length)
             }
             let hash = SHA256.digest(raw)
-            if useMap && previous.kind == .data && previous.hash == hash { return .unchanged(scanned: extent.length) }
+            if useMap && previous.kind == .data && previous.hash == hash { return .unchanged(extent, scanned: extent.length) }
             let (frame, payload) = frame(for: raw, extent: extent, hash: hash)
             return .data(frame: frame, extent: extent, payloadBytes: payload, scanned: extent.length)
         }
@@ -64,5 +73,13 @@ struct BlockEncoder {
         hash.append(to: &w)
         frame.replaceSubrange(0..<start, with: w.bytes)
         return (frame, payload)
+    }
+}
+
+extension BlockEncoder {
+    /// The encoder for the blocks of `plan`, which was computed for the same disk as `map`.
+    init(reader: BlockReader, map: BlockMap, plan: PassPlan) {
+        precondition(plan.capacity == map.capacity && plan.blockSize == UInt64(map.blockSize), "plan and map of different disks")
+        self.init(reader: reader, map: map, whitespace: plan.whitespace, useMap: plan.usesMap)
     }
 }

@@ -62,12 +62,14 @@ final class DiskReplicator {
                                      "generation": state.generation, "blockSize": job.blockSize])
         logger.info("scanning \(reader.displayName): \(reader.capacity) bytes, \(map.count) blocks, map \(state.mapStatus) generation \(state.generation)")
 
-        let encoder = BlockEncoder(reader: reader, map: map, knownZero: job.whitespace ? try reader.knownZeroExtents() : ExtentSet(),
-                                   whitespace: job.whitespace, useMap: job.mode == .differential)
-        let pipeline = OrderedPipeline<Int, BlockVerdict>(workers: workers, depth: 4 * workers + 4) { try encoder.encode(block: $0) }
+        let plan = PassPlan(capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode, whitespace: job.whitespace,
+                            knownZero: job.whitespace ? try reader.knownZeroExtents() : ExtentSet())
+        let encoder = BlockEncoder(reader: reader, map: map, plan: plan)
+        let pipeline = OrderedPipeline<PassPlan.Block, BlockVerdict>(workers: workers, depth: 4 * workers + 4) { try encoder.encode($0) }
         var pendingZero: Extent?
         var lastProgress = Date()
-        let blockCount = map.count
+        let blockCount = plan.candidateBlockCount
+        var bytesDone: UInt64 = 0
 
         func flushZero() throws {
             if let z = pendingZero {
@@ -81,10 +83,10 @@ final class DiskReplicator {
         let committed: Message.DiskCommitted = try channel.withHeartbeat {
             var done = 0
             try pipeline.run(produce: { submit in
-                for i in 0..<blockCount { try submit(i) }
+                for block in plan.blocks { try submit(block) }
             }, consume: { verdict in
                 switch verdict {
-                case let .unchanged(scanned):
+                case let .unchanged(_, scanned):
                     result.scannedBytes += scanned
                 case let .zero(extent, scanned):
                     result.scannedBytes += scanned
@@ -102,13 +104,15 @@ final class DiskReplicator {
                     result.dataBlocks += 1
                 }
                 done += 1
+                bytesDone += verdict.extent.length
                 if Date().timeIntervalSince(lastProgress) >= 1 {
                     lastProgress = Date()
                     events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,
                                                   "scannedBytes": result.scannedBytes, "sentBytes": result.sentBytes,
                                                   "zeroBytes": result.zeroBytes + (pendingZero?.length ?? 0),
-                                                  "capacityBytes": reader.capacity,
-                                                  "percent": Double(done * 1000 / Swift.max(blockCount, 1)) / 10])
+                                                  "capacityBytes": reader.capacity, "bytesDone": bytesDone,
+                                                  "bytesTotal": plan.candidateBytes,
+                                                  "percent": (Double(bytesDone) * 1000 / Double(Swift.max(plan.candidateBytes, 1))).rounded(.down) / 10])
                 }
             })
             try flushZero()
