@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "VZTransportSSHTests", dependencies: ["VZTransportSSH", "VZTransportLocal", "VZWire", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VZSourceTests", dependencies: ["VZSource", "VZCore", "VZPlatform", "VZTestSupport"]),
-        .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform",
+        .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform", "VZTestSupport",
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),
     ],

@@ -34,8 +34,11 @@ public struct DiskFiles: Hashable, Sendable {
     /// The journal's header is written here, then renamed to `journal`.
     public var journalTemp: String { Directory.temporaryName(for: journal) }
     public var cidRecordTemp: String { Directory.temporaryName(for: cidRecord) }
-    /// This disk's temp name for the job's shared `vzundo-script`.
-    public var scriptTemp: String { ".\(RollbackScript.fileName).\(disk).tmp" }
+    /// This disk's temp name for the job's shared `vzundo-script`. Not `.vzundo-script.DISK.tmp`:
+    /// that is disk `vzundo-script`'s journal temp when DISK is `vzundo` (DiskFilesTests found it).
+    /// Ending in the disk name, it could only equal another disk's temp (all end in `.tmp`) if the
+    /// disk name ended in `.tmp`, which NameRules refuses.
+    public var scriptTemp: String { ".\(RollbackScript.fileName).tmp.\(disk)" }
 
     /// The files a crash can leave half-made: removed by recovery, never meaningful.
     public var temporaries: [String] { [flatSeed, descriptorTemp, mapTemp, journalTemp, cidRecordTemp, scriptTemp] }
@@ -53,10 +56,8 @@ public struct DiskFiles: Hashable, Sendable {
                        "-flat.vmdk", ".vmdk", ".vzmap", ".vzundo", ".vzcid", ".vzlock"] where body.hasSuffix(suffix) {
             candidates.append(String(body.dropLast(suffix.count)))
         }
-        let scriptPrefix = ".\(RollbackScript.fileName)."
-        if name.hasPrefix(scriptPrefix), name.hasSuffix(".tmp") {
-            candidates.append(String(name.dropFirst(scriptPrefix.count).dropLast(4)))
-        }
+        let scriptPrefix = ".\(RollbackScript.fileName).tmp."
+        if name.hasPrefix(scriptPrefix) { candidates.append(String(name.dropFirst(scriptPrefix.count))) }
         return candidates.first { NameRules.problem(withDisk: $0) == nil && DiskFiles(disk: $0).all.contains(name) }
     }
 
