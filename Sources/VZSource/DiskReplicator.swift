@@ -27,6 +27,8 @@ public struct DiskResult: Sendable {
 
 /// One disk's pass on the source: open the disk session, receive the target's map, then read,
 /// zero-check, hash and compress blocks on worker threads while this thread sends them in order.
+/// What may be sent and received when is the session's (`SourceSessionStateMachine`): every
+/// frame goes past it.
 final class DiskReplicator {
     let disk: JobConfig.DiskConfig
     let reader: BlockReader
@@ -48,11 +50,12 @@ final class DiskReplicator {
         self.logger[metadataKey: "disk"] = "\(disk.name)"
     }
 
-    func run() throws -> DiskResult {
+    func run(session: inout SourceSessionStateMachine) throws -> DiskResult {
         let started = Date()
         var result = DiskResult(disk: disk.name, mode: job.mode, capacityBytes: reader.capacity)
-        try channel.send(.openDisk(.init(disk: disk.name, capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode)))
-        let (state, map) = try receiveMap()
+        try channel.send(.openDisk(.init(disk: disk.name, capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode)),
+                         in: &session)
+        let (state, map) = try receiveMap(&session)
         result.mapStatus = "\(state.mapStatus)"
         if state.mapStatus == .rebuilt {
             logger.warning("the target's map was not trusted (\(state.note)); it hashed the replica instead")
@@ -73,7 +76,7 @@ final class DiskReplicator {
 
         func flushZero() throws {
             if let z = pendingZero {
-                try channel.send(.zeroExtent(z))
+                try channel.send(.zeroExtent(z), in: &session)
                 result.zeroBytes += z.length
                 pendingZero = nil
             }
@@ -96,9 +99,10 @@ final class DiskReplicator {
                         try flushZero()
                         pendingZero = extent
                     }
-                case let .data(frame, _, payload, scanned):
+                case let .data(frame, extent, payload, scanned):
                     result.scannedBytes += scanned
                     try flushZero()
+                    try session.sendBlockData(offset: extent.offset, rawLength: UInt32(extent.length), payloadCount: payload)
                     try channel.sendEncoded(frame)
                     result.sentBytes += UInt64(payload)
                     result.dataBlocks += 1
@@ -116,10 +120,9 @@ final class DiskReplicator {
                 }
             })
             try flushZero()
-            try channel.send(.commitDisk(scannedBytes: result.scannedBytes))
-            guard case let .diskCommitted(c) = try channel.expect("the commit of disk '\(disk.name)'") else {
-                throw VZError(.protocolViolation, "target: expected diskCommitted for disk '\(disk.name)'")
-            }
+            try channel.send(.commitDisk(scannedBytes: result.scannedBytes), in: &session)
+            let answer = try channel.nextAction(of: &session)
+            guard case let .committed(c) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             return c
         }
         result.changedBytes = committed.changedBytes
@@ -128,25 +131,19 @@ final class DiskReplicator {
         return result
     }
 
-    /// The diskState and the map chunks that follow it, checked to cover the disk exactly once,
-    /// in order; the map is sized by our own capacity, never by a count from the peer.
-    private func receiveMap() throws -> (Message.DiskState, BlockMap) {
-        guard case let .diskState(state) = try channel.expect("the state of disk '\(disk.name)'") else {
-            throw VZError(.protocolViolation, "target: expected diskState for disk '\(disk.name)'")
-        }
+    /// The diskState and the map chunks that follow it; the session checks that they cover the
+    /// disk exactly once, in order. The map is sized by our own capacity, never by a count from
+    /// the peer.
+    private func receiveMap(_ session: inout SourceSessionStateMachine) throws -> (Message.DiskState, BlockMap) {
         var map = BlockMap(blockSize: job.blockSize, capacity: reader.capacity)
-        guard state.entryCount == UInt64(map.count) else {
-            throw VZError(.protocolViolation, "target: map of disk '\(disk.name)' has \(state.entryCount) entries, the disk has \(map.count) blocks")
-        }
-        var next = 0
-        while next < map.count {
-            guard case let .mapChunk(first, entries) = try channel.expect("the map of disk '\(disk.name)'") else {
-                throw VZError(.protocolViolation, "target: expected a mapChunk for disk '\(disk.name)'")
-            }
-            guard first == UInt64(next), !entries.isEmpty, entries.count <= map.count - next else {
-                throw VZError(.protocolViolation, "target: map chunk for disk '\(disk.name)' starts at entry \(first) with \(entries.count) entries; expected entry \(next)")
-            }
-            for e in entries { map[next] = e; next += 1 }
+        let answer = try channel.nextAction(of: &session)
+        guard case let .diskState(state, mapComplete) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
+        var complete = mapComplete
+        while !complete {
+            let chunk = try channel.nextAction(of: &session)
+            guard case let .mapChunk(first, entries, last) = chunk else { throw SourceSessionStateMachine.unexpected(chunk) }
+            for (i, e) in entries.enumerated() { map[first + i] = e }
+            complete = last
         }
         return (state, map)
     }

@@ -63,22 +63,23 @@ public final class SourceAgent {
             defer { stream.close() }
             let channel = MessageChannel(stream: stream, peerName: "target")
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
-            try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"))
-            guard case let .helloAck(targetVersion) = try receiveOrExplain(channel, "the target's answer to hello") else {
-                throw VZError(.protocolViolation, "target: expected helloAck")
-            }
+            // The session's rules live in the state machine; this loop only carries out its actions.
+            var session = SourceSessionStateMachine()
+            try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &session)
+            let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
+            guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             logger.info("connected to \(targetVersion) (\(banner))")
             for (d, reader) in zip(job.disks, readers) {
                 current = d.name
                 let replicator = DiskReplicator(disk: d, reader: reader, job: job, channel: channel, events: events,
                                                 logger: logger, workers: workers)
-                let r = try withTargetExplanation(channel) { try replicator.run() }
+                let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)
                 events.emit("disk-finished", r.eventFields)
                 logger.info("disk \(d.name) committed: generation \(r.generation), scanned \(r.scannedBytes), changed \(r.changedBytes), zero \(r.zeroBytes), sent \(r.sentBytes) bytes in \(String(format: "%.2f", r.seconds)) s")
             }
             current = nil
-            try channel.send(.bye)
+            try channel.send(.bye, in: &session)
             stream.closeWrite()
         } catch {
             let e = error as? VZError ?? VZError(.internal, "\(error)")
@@ -99,10 +100,6 @@ public final class SourceAgent {
         return .ok
     }
 
-    private func receiveOrExplain(_ channel: MessageChannel, _ what: String) throws -> Message {
-        try withTargetExplanation(channel) { try channel.expect(what) }
-    }
-
     /// When sending fails because the target hung up, the target usually said why first: read
     /// its error frame and report that instead of a bare "broken pipe".
     private func withTargetExplanation<T>(_ channel: MessageChannel, _ body: () throws -> T) throws -> T {
@@ -110,9 +107,7 @@ public final class SourceAgent {
             return try body()
         } catch let e as VZError where e.kind == .connectionLost {
             while let m = try? channel.receive() {
-                if case let .error(kind, message) = m {
-                    throw VZError(VZError.Kind(rawValue: kind) ?? .targetRefused, "target: \(message)")
-                }
+                if case let .error(kind, message) = m { throw SourceSessionStateMachine.peerError(kind: kind, message: message) }
             }
             throw e
         }

@@ -10,6 +10,8 @@ import VZWire
 /// the source sends (decompressed and verified on worker threads, written in order, each batch's
 /// originals protected by the journal first), then commit: flush the replica, write the new
 /// `.vzmap` atomically (its rename is the commit point), record a new CID, drop the journal.
+/// Which frames may come and go when is the session's (`TargetSessionStateMachine`, which also
+/// checks every block against the disk's geometry): this feeds it and does what it says.
 final class DiskSession {
     struct Options {
         var workers = 2
@@ -40,37 +42,36 @@ final class DiskSession {
     let job: String
     let request: Message.OpenDisk
     let channel: MessageChannel
+    /// The session's state, handed back to `TargetServer` after `run`. The receive thread of
+    /// `apply` feeds it; nothing else touches it meanwhile.
+    private(set) var session: TargetSessionStateMachine
     let options: Options
     var logger: Logger
 
     init(jobDirectory: Directory, job: String, request: Message.OpenDisk, channel: MessageChannel,
-         options: Options, logger: Logger) {
+         session: TargetSessionStateMachine, options: Options, logger: Logger) {
         self.jobDirectory = jobDirectory
         self.store = FlatReplicaStore(directory: jobDirectory)
         self.files = DiskFiles(disk: request.disk)
         self.job = job
         self.request = request
         self.channel = channel
+        self.session = session
         self.options = options
         self.logger = logger
         self.logger[metadataKey: "disk"] = "\(request.disk)"
     }
 
-    private func refuse(_ why: String) -> VZError { VZError(.targetRefused, "disk '\(request.disk)': \(why)") }
-
+    /// The session accepted the request's geometry (block size, capacity) before this runs.
     func run() throws {
         let disk = request.disk
         if let why = NameRules.problem(withDisk: disk) { throw VZError(.pathOutsideRoot, "disk name \(why)") }
         let bs = request.blockSize
-        if let why = BlockSize.problem(with: bs) { throw refuse("block size \(why)") }
-        guard request.capacity > 0, request.capacity <= 1 << 50 else {
-            throw refuse("capacity \(request.capacity) is outside 1 byte ... 1 PiB")
-        }
         // Before any file exists and before the map is allocated: the map is sized by the peer's claim.
         let blocks = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
         let mapBytes = blocks.multipliedReportingOverflow(by: UInt64(BlockMap.Entry.encodedSize))
         guard !mapBytes.overflow, mapBytes.partialValue <= options.mapMemoryLimit else {
-            throw refuse("a \(request.capacity)-byte disk at \(bs)-byte blocks has \(blocks) blocks, whose map would take \(mapBytes.overflow ? "more than 2^64" : "\(mapBytes.partialValue)") bytes of memory, more than this agent's limit of \(options.mapMemoryLimit) (`serve --map-memory-limit`); use a larger blockSize in the job, or raise the limit")
+            throw VZError(.targetRefused, "disk '\(disk)': a \(request.capacity)-byte disk at \(bs)-byte blocks has \(blocks) blocks, whose map would take \(mapBytes.overflow ? "more than 2^64" : "\(mapBytes.partialValue)") bytes of memory, more than this agent's limit of \(options.mapMemoryLimit) (`serve --map-memory-limit`); use a larger blockSize in the job, or raise the limit")
         }
 
         // Rebuilding a map, journaling, flushing gigabytes at the commit: none of it may look like
@@ -113,7 +114,7 @@ final class DiskSession {
             throw error
         }
         logger.info("pass committed: generation \(generation), \(stats.changed) bytes changed, \(stats.zero) of them zeroed")
-        try channel.send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
+        try send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
     }
 
     /// A failed pass rolls back at once (Rollback decides from the files whether the commit point
@@ -141,47 +142,25 @@ final class DiskSession {
         return (replica, MapStore.Loaded(map: map, state: .init(mapStatus: .created, generation: 0, entryCount: UInt64(map.count))))
     }
 
+    private func send(_ message: Message) throws { try channel.send(message, in: &session) }
+
     private func sendMap(_ loaded: MapStore.Loaded) throws {
-        try channel.send(.diskState(loaded.state))
+        try send(.diskState(loaded.state))
         var first = 0
         while first < loaded.map.count {
             let n = Swift.min(Message.maxMapChunkEntries, loaded.map.count - first)
             let entries = (first..<first + n).map { loaded.map[$0] }
-            try channel.send(.mapChunk(firstIndex: UInt64(first), entries: entries))
+            try send(.mapChunk(firstIndex: UInt64(first), entries: entries))
             first += n
         }
     }
 
-    /// Checks a block frame against the disk geometry before anything is allocated for it.
-    private func validate(_ b: Message.BlockData) throws {
-        let bs = UInt64(request.blockSize)
-        guard b.offset % bs == 0, b.offset < request.capacity else {
-            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) is not a block boundary inside the disk (capacity \(request.capacity))")
-        }
-        let expected = Swift.min(bs, request.capacity - b.offset)
-        guard UInt64(b.rawLength) == expected else {
-            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) has rawLength \(b.rawLength), expected \(expected)")
-        }
-        guard b.payload.count <= Int(expected) + 4096 else {
-            throw VZError(.protocolViolation, "disk '\(request.disk)': block at offset \(b.offset) has a \(b.payload.count)-byte payload for \(expected) bytes")
-        }
-    }
-
-    private func validate(_ e: Extent) throws {
-        let bs = UInt64(request.blockSize)
-        guard e.length > 0, e.offset % bs == 0, e.offset < request.capacity, e.length <= request.capacity - e.offset,
-              e.length % bs == 0 || e.end == request.capacity else {
-            throw VZError(.protocolViolation, "disk '\(request.disk)': zero extent \(e) is outside the disk (capacity \(request.capacity)) or not block-aligned")
-        }
-    }
-
+    /// Decompresses and verifies a change on a worker thread; the session checked its geometry.
     private func decode(_ item: Incoming) throws -> Decoded {
         switch item {
         case let .zero(e):
-            try validate(e)
             return .zero(e)
         case let .block(b):
-            try validate(b)
             var bytes: [UInt8]
             let context = "disk '\(request.disk)' block at offset \(b.offset)"
             switch b.encoding {
@@ -235,13 +214,12 @@ final class DiskSession {
         defer { try? applier.finish() }  // on every path: the writer thread must end
         try pipeline.run(produce: { [self] submit in
             while true {
-                let m = try channel.expect("blocks of disk '\(request.disk)'")
-                switch m {
-                case let .blockData(b): try submit(.block(b))
-                case let .zeroExtent(e): try submit(.zero(e))
-                case let .commitDisk(s): scanned = s; return
-                default:
-                    throw VZError(.protocolViolation, "disk '\(request.disk)': unexpected \(m.type) frame while receiving blocks")
+                let action = try channel.nextAction(of: &session)
+                switch action {
+                case let .applyBlock(b): try submit(.block(b))
+                case let .applyZero(e): try submit(.zero(e))
+                case let .commit(s): scanned = s; return
+                default: throw TargetSessionStateMachine.unexpected(action)
                 }
             }
         }, consume: { item in

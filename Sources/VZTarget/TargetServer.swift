@@ -49,16 +49,18 @@ public final class TargetServer {
         stream.closeWrite()
     }
 
+    /// The session's rules live in `TargetSessionStateMachine`; this loop feeds it what arrives
+    /// and carries out its actions.
     private func session(channel: MessageChannel, version: String) throws {
         let banner = try channel.exchangeBanners(agent: TargetServer.agentName, version: version)
         let root = try Directory.openRoot(options.rootPath)
-        guard case let .hello(job, sourceVersion) = try channel.expect("hello") else {
-            throw VZError(.protocolViolation, "source: the first frame must be hello")
-        }
+        var session = TargetSessionStateMachine()
+        let first = try channel.nextAction(of: &session)
+        guard case let .greet(job, sourceVersion) = first else { throw TargetSessionStateMachine.unexpected(first) }
         if let why = NameRules.problem(with: job) { throw VZError(.pathOutsideRoot, "job name \(why)") }
         logger[metadataKey: "job"] = "\(job)"
         logger.info("session started with \(sourceVersion) (\(banner)), datastore root \(options.rootPath)")
-        try channel.send(.helloAck(targetVersion: version))
+        try channel.send(.helloAck(targetVersion: version), in: &session)
         let jobDirectory = try root.subdirectory(job, create: true)
         var diskOptions = DiskSession.Options()
         diskOptions.workers = options.workers
@@ -67,21 +69,20 @@ public final class TargetServer {
         diskOptions.rootPath = options.rootPath
         diskOptions.lockWait = options.lockWait
         diskOptions.mapMemoryLimit = options.mapMemoryLimit
-        while let m = try channel.receive() {
-            switch m {
+        while true {
+            let action = try channel.nextAction(of: &session)
+            switch action {
             case let .openDisk(request):
-                let session = DiskSession(jobDirectory: jobDirectory, job: job, request: request, channel: channel,
-                                          options: diskOptions, logger: logger)
-                try session.run()
-            case .bye:
+                let disk = DiskSession(jobDirectory: jobDirectory, job: job, request: request, channel: channel,
+                                       session: session, options: diskOptions, logger: logger)
+                try disk.run()
+                session = disk.session
+            case .end:
                 logger.info("session ended normally")
                 return
-            case let .error(kind, message):
-                throw VZError(VZError.Kind(rawValue: kind) ?? .connectionLost, "the source gave up: \(message)")
             default:
-                throw VZError(.protocolViolation, "source: unexpected \(m.type) frame between disks")
+                throw TargetSessionStateMachine.unexpected(action)
             }
         }
-        throw VZError(.connectionLost, "source: connection closed without bye")
     }
 }
