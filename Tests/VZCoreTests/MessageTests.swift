@@ -141,6 +141,24 @@ final class MessageTests: XCTestCase {
         assertVZError(.protocolViolation, containing: ["field 'disk'", "256", "255"]) { try Message.decode(Frame(type: 3, payload: w.bytes), frameNumber: 1) }
     }
 
+    /// Docs/protocol.md §2: an error's kind is at most 64 bytes, its message at most 4096 on receipt
+    /// (the sender cuts it to 2000).
+    func testErrorStringLimits() throws {
+        func errorPayload(kind: Int, message: Int) -> [UInt8] {
+            var w = ByteWriter()
+            w.string(String(repeating: "k", count: kind)); w.string(String(repeating: "m", count: message))
+            return w.bytes
+        }
+        XCTAssertEqual(try Message.decode(Frame(type: 11, payload: errorPayload(kind: 64, message: 4096)), frameNumber: 1),
+                       .error(kind: String(repeating: "k", count: 64), message: String(repeating: "m", count: 4096)))
+        assertVZError(.protocolViolation, containing: ["field 'kind'", "65", "64"]) {
+            try Message.decode(Frame(type: 11, payload: errorPayload(kind: 65, message: 0)), frameNumber: 1)
+        }
+        assertVZError(.protocolViolation, containing: ["field 'message'", "4097", "4096"]) {
+            try Message.decode(Frame(type: 11, payload: errorPayload(kind: 1, message: 4097)), frameNumber: 1)
+        }
+    }
+
     // MARK: mapChunk
 
     private func mapChunkPayload(count: UInt32, entries: Int) -> [UInt8] {

@@ -50,19 +50,84 @@ final class VzmapFileTests: XCTestCase {
         XCTAssertEqual(try VzmapFile.decode(bytes, fileName: file).1, m)
     }
 
-    /// The layout as Docs/formats.md gives it, byte by byte.
-    func testLayout() {
-        let m = sampleMap(blocks: 2)
-        let b = VzmapFile.encode(m, generation: 0x0102, createdUnixSeconds: 7)
-        XCTAssertEqual(Array(b[0..<8]), Array("VZREPMAP".utf8))
-        XCTAssertEqual(Array(b[8..<12]), [1, 0, 0, 0])            // version
-        XCTAssertEqual(Array(b[12..<16]), [0, 0, 1, 0])           // blockSize 65536
-        XCTAssertEqual(Array(b[24..<32]), [2, 1, 0, 0, 0, 0, 0, 0])  // generation
-        XCTAssertEqual(Array(b[32..<40]), [2, 0, 0, 0, 0, 0, 0, 0])  // entryCount
-        XCTAssertEqual(Array(b[40..<44]), [33, 0, 0, 0])          // entrySize
-        XCTAssertEqual(b[64], 1)                                  // entries[0].kind = data
-        XCTAssertEqual(b[64 + 33], 2)                             // entries[1].kind = zero
-        XCTAssertEqual(Array(b[(b.count - 4)...]), Array("VZME".utf8))
+    /// CRC-32C the slow way, bit by bit (Castagnoli, reflected polynomial 0x82F63B78, init and
+    /// final XOR 0xFFFFFFFF): an oracle independent of the table-driven `CRC32C`.
+    private func referenceCRC32C<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    private func u32(_ b: [UInt8], at offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(b[offset + $1]) << (8 * $1) }
+    }
+
+    func testReferenceCRC32CMatchesTheStandardCheckValue() {
+        XCTAssertEqual(referenceCRC32C(Array("123456789".utf8)), 0xE306_9283)
+        XCTAssertEqual(referenceCRC32C([UInt8]()), 0)
+    }
+
+    /// The layout as Docs/formats.md §1 gives it, byte by byte: every header field at its offset,
+    /// the entries, the trailer, both checksums at their positions with the values an independent
+    /// CRC-32C computes over the documented ranges.
+    func testLayout() throws {
+        // SHA-256("abc") in digest order, the hash of entries[0].
+        let sha256abc: [UInt8] = [
+            0xBA, 0x78, 0x16, 0xBF, 0x8F, 0x01, 0xCF, 0xEA, 0x41, 0x41, 0x40, 0xDE, 0x5D, 0xAE, 0x22, 0x23,
+            0xB0, 0x03, 0x61, 0xA3, 0x96, 0x17, 0x7A, 0x9C, 0xB4, 0x10, 0xFF, 0x61, 0xF2, 0x00, 0x15, 0xAD,
+        ]
+        // Two blocks of 64 KiB, the second one short (123 bytes): capacity 65659 = 0x1007B.
+        var m = BlockMap(blockSize: 65536, capacity: 65536 + 123)
+        m[0] = .data(SHA256Digest(sha256abc))
+        m[1] = .zero
+        let b = VzmapFile.encode(m, generation: 0x0102_0304_0506_0708, createdUnixSeconds: 1_700_000_000)
+
+        let header: [UInt8] = [
+            0x56, 0x5A, 0x52, 0x45, 0x50, 0x4D, 0x41, 0x50,  //  0 magic "VZREPMAP"
+            0x01, 0x00, 0x00, 0x00,                          //  8 version 1
+            0x00, 0x00, 0x01, 0x00,                          // 12 blockSize 65536
+            0x7B, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,  // 16 capacity 65659
+            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // 24 generation 0x0102030405060708
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // 32 entryCount 2 = ceil(65659 / 65536)
+            0x21, 0x00, 0x00, 0x00,                          // 40 entrySize 33
+            0x00, 0x00, 0x00, 0x00,                          // 44 flags 0
+            0x00, 0xF1, 0x53, 0x65, 0x00, 0x00, 0x00, 0x00,  // 48 createdUnixSeconds 1700000000 = 0x6553F100
+            0x00, 0x00, 0x00, 0x00,                          // 56 reserved 0
+        ]                                                    // 60 headerCRC32C, checked below
+        let entries: [UInt8] = [0x01] + sha256abc            // entries[0]: kind 1 data, its SHA-256
+            + [0x02] + [UInt8](repeating: 0, count: 32)      // entries[1]: kind 2 zero, 32 zero bytes
+        XCTAssertEqual(header.count, 60)
+        XCTAssertEqual(entries.count, 2 * 33)
+
+        // File size: 64 + 33 x entryCount + 8.
+        XCTAssertEqual(b.count, 64 + 33 * 2 + 8)
+        XCTAssertEqual(Array(b[0..<60]), header)
+        // headerCRC32C at 60: CRC-32C of bytes 0 ... 59.
+        XCTAssertEqual(u32(b, at: 60), referenceCRC32C(header))
+        XCTAssertEqual(Array(b[64..<130]), entries)
+        // Trailer at 64 + 33 x 2 = 130: entriesCRC32C (of all entry bytes), then magic "VZME".
+        XCTAssertEqual(u32(b, at: 130), referenceCRC32C(entries))
+        XCTAssertEqual(Array(b[134..<138]), [0x56, 0x5A, 0x4D, 0x45])
+
+        // And the reader takes these bytes back field for field.
+        let (h, decoded) = try VzmapFile.decode(b, fileName: file)
+        XCTAssertEqual(h, VzmapFile.Header(blockSize: 65536, capacity: 65659, generation: 0x0102_0304_0506_0708,
+                                           entryCount: 2, createdUnixSeconds: 1_700_000_000))
+        XCTAssertEqual(decoded, m)
+    }
+
+    /// An empty disk: 64-byte header, no entries, the trailer's CRC is that of no bytes (0).
+    func testLayoutOfAnEmptyMap() {
+        let b = VzmapFile.encode(BlockMap(blockSize: 1 << 20, capacity: 0), generation: 1, createdUnixSeconds: 0)
+        XCTAssertEqual(b.count, 72)
+        XCTAssertEqual(Array(b[12..<16]), [0x00, 0x00, 0x10, 0x00])  // blockSize 1 MiB
+        XCTAssertEqual(Array(b[16..<24]), [UInt8](repeating: 0, count: 8))  // capacity 0
+        XCTAssertEqual(Array(b[32..<40]), [UInt8](repeating: 0, count: 8))  // entryCount 0
+        XCTAssertEqual(u32(b, at: 60), referenceCRC32C(b[0..<60]))
+        XCTAssertEqual(Array(b[64..<72]), [0x00, 0x00, 0x00, 0x00, 0x56, 0x5A, 0x4D, 0x45])  // CRC of nothing, "VZME"
     }
 
     func testEveryTruncationRejected() {

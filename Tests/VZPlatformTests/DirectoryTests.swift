@@ -7,11 +7,16 @@ import VZCore
 /// Confinement of `Directory` (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): nothing planted in
 /// the datastore can make the target open or create a file outside it.
 final class DirectoryTests: XCTestCase {
+    /// The root sits one level inside its own temp directory, so where "../x" would land is that
+    /// directory, not the shared /tmp (which other processes write to).
+    private var rootParent = ""
     private var root = ""
     private var outside = ""
 
     override func setUpWithError() throws {
-        root = try makeTempDir("vzroot")
+        rootParent = try makeTempDir("vzroot")
+        root = rootParent + "/root"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
         outside = try makeTempDir("vzoutside")
         try "secret\n".write(toFile: "\(outside)/victim", atomically: false, encoding: .utf8)
         let fm = FileManager.default
@@ -67,7 +72,7 @@ final class DirectoryTests: XCTestCase {
             assertVZError(.pathOutsideRoot, [], "'\(name)'") { try dir.open(name, flags: O_RDONLY) }
             assertVZError(.pathOutsideRoot, [], "'\(name)'") { try dir.subdirectory(name, create: true) }
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "x"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: rootParent), ["root"], "'../x' landed beside the root")
     }
 
     func testWriteAtomicallyLeavesExactContentAndNoTempFile() throws {

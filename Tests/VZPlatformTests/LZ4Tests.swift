@@ -9,17 +9,79 @@ final class LZ4Tests: XCTestCase {
         return n.map { Array(out[..<$0]) }
     }
 
-    /// Decompresses into `expected` bytes followed by 64 guard bytes, and checks that the guard
-    /// bytes were not touched whatever happened.
+    /// Decompresses `payload` into exactly `expected` bytes, twice: into a buffer pre-filled with
+    /// 0xA5 and into one pre-filled with 0x5A, each followed by 64 guard bytes. Checks what the
+    /// wrapper promises whatever the payload: the guard bytes are never touched; both runs agree
+    /// (both fail, or both succeed); and a success wrote every byte of the block (the wrapper
+    /// accepts only LZ4_decompress_safe == output.count), so the two results are equal: a byte the
+    /// decompressor left unwritten would still show its pre-fill.
     private func decompress(_ payload: [UInt8], expected: Int, file: StaticString = #filePath, line: UInt = #line) throws -> [UInt8] {
-        var buf = [UInt8](repeating: 0xA5, count: expected + 64)
-        defer { XCTAssertTrue(buf[expected...].allSatisfy { $0 == 0xA5 }, "wrote past the output buffer", file: file, line: line) }
-        try payload.withUnsafeBytes { p in
-            try buf.withUnsafeMutableBytes { b in
-                try LZ4.decompress(p, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<expected]), context: "block at 42")
+        var results: [Result<[UInt8], Error>] = []
+        for fill: UInt8 in [0xA5, 0x5A] {
+            var buf = [UInt8](repeating: fill, count: expected + 64)
+            let r = Result<Void, Error> {
+                try payload.withUnsafeBytes { p in
+                    try buf.withUnsafeMutableBytes { b in
+                        try LZ4.decompress(p, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<expected]), context: "block at 42")
+                    }
+                }
             }
+            XCTAssertTrue(buf[expected...].allSatisfy { $0 == fill }, "wrote past the output buffer", file: file, line: line)
+            results.append(r.map { Array(buf[..<expected]) })
         }
-        return Array(buf[..<expected])
+        switch (results[0], results[1]) {
+        case let (.success(a), .success(b)):
+            XCTAssertTrue(a == b, "a successful decompression left bytes of the \(expected)-byte block unwritten", file: file, line: line)
+            return a
+        case let (.failure(e), .failure):
+            throw e
+        case let (.success, .failure(e)), let (.failure(e), .success):
+            XCTFail("the same payload decompressed once and failed once: \(e)", file: file, line: line)
+            throw e
+        }
+    }
+
+    // MARK: the lz4 command-line tool as an oracle
+
+    /// lz4's legacy frame, which the `lz4` tool still reads: magic 0x184C2102, then per block its
+    /// compressed size (u32) and the block, no checksums. The tool decodes each block with
+    /// LZ4_decompress_safe into an 8 MiB buffer and writes what it decoded to, so a legacy frame
+    /// of our blocks puts them through an lz4 decoder that is not our wrapper (the Debian tool is
+    /// statically linked, not our liblz4.so).
+    private func legacyFrame(_ blocks: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = [0x02, 0x21, 0x4C, 0x18]
+        for b in blocks {
+            precondition(!b.isEmpty && b.count <= LZ4.compressBound(8 << 20))
+            out += (0..<4).map { UInt8(truncatingIfNeeded: b.count >> (8 * $0)) } + b
+        }
+        return out
+    }
+
+    /// What `lz4 -d` makes of `blocks` (all of them, concatenated).
+    private func lz4Tool(decompress blocks: [[UInt8]]) throws -> [UInt8] {
+        let dir = try makeTempDir("lz4cli")
+        try Data(legacyFrame(blocks)).write(to: URL(fileURLWithPath: dir + "/in.lz4"))
+        _ = try run("/usr/bin/lz4", ["-d", "-f", "-q", dir + "/in.lz4", dir + "/out"])
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/out")))
+    }
+
+    /// The blocks of what `lz4 -l` (legacy frame, 8 MiB blocks) makes of `input`.
+    private func lz4Tool(compressLegacy input: [UInt8]) throws -> [[UInt8]] {
+        let dir = try makeTempDir("lz4cli")
+        try Data(input).write(to: URL(fileURLWithPath: dir + "/in"))
+        _ = try run("/usr/bin/lz4", ["-l", "-f", "-q", "-9", dir + "/in", dir + "/out.lz4"])
+        let f = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/out.lz4")))
+        XCTAssertEqual(Array(f.prefix(4)), [0x02, 0x21, 0x4C, 0x18], "not a legacy frame")
+        var blocks: [[UInt8]] = []
+        var i = 4
+        while i + 4 <= f.count {
+            let n = (0..<4).reduce(0) { $0 | Int(f[i + $1]) << (8 * $1) }
+            i += 4
+            guard i + n <= f.count else { XCTFail("legacy frame truncated"); break }
+            blocks.append(Array(f[i..<i + n]))
+            i += n
+        }
+        return blocks
     }
 
     private func compressible(_ n: Int, seed: UInt64) -> [UInt8] {
@@ -66,31 +128,73 @@ final class LZ4Tests: XCTestCase {
         }
     }
 
+    /// Our compressor's output is a standard lz4 block: the lz4 tool decodes it to the input.
+    func testLz4ToolDecompressesWhatWeCompress() throws {
+        var inputs = [100, 4096, 65536, 1 << 20, 8 << 20].enumerated().map { compressible($1, seed: UInt64(10 + $0)) }
+        inputs.append([UInt8](repeating: 0, count: 8 << 20))
+        inputs.append(compressible(65536, seed: 9) + randomBytes(65536, seed: 9))  // half incompressible
+        let blocks = try inputs.map { try XCTUnwrap(compress($0), "\($0.count) bytes did not compress") }
+        let decoded = try lz4Tool(decompress: blocks)
+        XCTAssertEqual(decoded.count, inputs.reduce(0) { $0 + $1.count })
+        XCTAssertTrue(decoded == inputs.flatMap { $0 }, "lz4 -d gives other bytes than we compressed")
+    }
+
+    /// And the other way: the blocks the lz4 tool writes decode with our wrapper.
+    func testWeDecompressWhatTheLz4ToolCompresses() throws {
+        let input = compressible((8 << 20) + 70_000, seed: 21)  // two blocks: 8 MiB and the rest
+        let blocks = try lz4Tool(compressLegacy: input)
+        XCTAssertEqual(blocks.count, 2)
+        guard blocks.count == 2 else { return }
+        XCTAssertTrue(try decompress(blocks[0], expected: 8 << 20) == Array(input[..<(8 << 20)]), "first block")
+        XCTAssertTrue(try decompress(blocks[1], expected: 70_000) == Array(input[(8 << 20)...]), "second block")
+    }
+
     /// lz4 blocks carry no checksum: a corrupted byte may decode to other bytes of the right
-    /// length (the SHA-256 of the block catches that). What must never happen is a crash, a
-    /// write past the buffer, or a "success" of the wrong length.
-    func testCorruptedPayloadsFailCleanlyOrKeepTheSize() throws {
+    /// length. The protocol relies on the SHA-256 that travels with each block (the target
+    /// refuses a block whose decompressed bytes hash otherwise, Docs/protocol.md §4). So for every
+    /// corruption, either the wrapper fails cleanly (corruptFrame, naming the block), or it fills
+    /// the whole block (checked by `decompress`), and then the bytes are the original or their
+    /// SHA-256 is not the original's; and the lz4 tool decodes the corrupted block to the same
+    /// bytes (a success is liblz4's verdict, not an artefact of the wrapper).
+    func testCorruptedPayloadsFailCleanlyOrFillTheBlock() throws {
         let data = compressible(16384, seed: 4)
+        let originalHash = SHA256.digest(data)
         let c = try XCTUnwrap(compress(data))
         var rng = SplitMix(seed: 5)
-        var failures = 0
+        var failures = 0, silentlyWrong = 0
+        var accepted: [(payload: [UInt8], out: [UInt8])] = []
         for i in 0..<c.count {
             for _ in 0..<3 {
                 var bad = c
                 bad[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
                 do {
                     let out = try decompress(bad, expected: data.count)
-                    XCTAssertEqual(out.count, data.count)
+                    if out != data {
+                        silentlyWrong += 1
+                        XCTAssertNotEqual(SHA256.digest(out), originalHash, "byte \(i): other bytes with the original's SHA-256")
+                    }
+                    accepted.append((bad, out))
                 } catch let e as VZError {
                     XCTAssertEqual(e.kind, .corruptFrame)
+                    XCTAssertTrue(e.message.contains("block at 42"), e.message)
                     failures += 1
                 }
             }
         }
         XCTAssertGreaterThan(failures, 0, "no corruption was ever detected")
+        // That lz4 lets corruptions through is why the block's SHA-256 travels with it.
+        XCTAssertGreaterThan(silentlyWrong, 0, "no corruption decoded to other bytes: the SHA-256 check was not exercised")
+        XCTAssertTrue(try lz4Tool(decompress: accepted.map { $0.payload }) == accepted.flatMap { $0.out },
+                      "the lz4 tool decodes the accepted corrupted blocks differently")
+        print("\(c.count * 3) corruptions: \(failures) refused, \(accepted.count) decoded, \(silentlyWrong) of them to other bytes")
+
         for seed in 0..<500 {
             let garbage = randomBytes(Int(seed % 300) + 1, seed: UInt64(seed) + 1000)
-            _ = try? decompress(garbage, expected: 4096)
+            do {
+                _ = try decompress(garbage, expected: 4096)
+            } catch let e as VZError {
+                XCTAssertEqual(e.kind, .corruptFrame, "garbage \(seed)")
+            }
         }
     }
 

@@ -21,6 +21,7 @@ final class SSHReplicationTests: XCTestCase {
     }
 
     override func tearDown() {
+        sshd.assertOnlyAES256()  // every session of every test, by sshd's own log
         sshd.stop()
         sshd.removeFiles()
     }
@@ -80,6 +81,11 @@ final class SSHReplicationTests: XCTestCase {
         XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [disk, replica]).status, 0)
         let log = (try? String(contentsOfFile: work + "/source.log", encoding: .utf8)) ?? ""
         XCTAssertTrue(log.contains("cipher aes256-"), "the negotiated cipher is logged: \(log)")
+        // sshd's side of it: two sessions, each aes256-ctr both ways (the source's libssh2 1.10
+        // has no GCM), and the source's log names the same cipher.
+        sshd.assertOnlyAES256(minimumKex: 2)
+        XCTAssertEqual(Set(sshd.kexLines.map(\.cipher)), ["aes256-ctr"], sshd.log)
+        XCTAssertTrue(log.contains("cipher aes256-ctr"), log)
     }
 
     func testWrongHostKeyPinFailsBeforeAnythingIsWritten() throws {

@@ -17,7 +17,10 @@ import XCTest
 /// - template `@ROOT@` -> a temp dir, `@PUBKEY@` -> the test's user key.
 /// Around the drop-in the harness adds only what a drop-in never sets: Port, ListenAddress,
 /// PidFile, AuthorizedKeysFile (temp dir), `StrictModes no` (temp dirs are not root-only),
-/// `UsePAM no` (no PAM stack for a test user) and LogLevel VERBOSE (tests read the log).
+/// `UsePAM no` (no PAM stack for a test user) and `LogLevel DEBUG1`: tests read sshd's log
+/// (`-E sshd.log`), and DEBUG1 is the level at which sshd names the algorithms it negotiated
+/// (`kex: client->server cipher: aes256-ctr MAC: hmac-sha2-256 compression: none`), so the
+/// cipher is checked from the server's own word, not only from our transport's report.
 final class SSHServerHarness {
     static let agentPathInTemplate = "/usr/lib/vzrepl/vzrepl-target"
 
@@ -80,7 +83,7 @@ final class SSHServerHarness {
         port = try SSHServerHarness.freePort()
         configPath = dir + "/sshd_config"
         let config = ["Port \(port)", "ListenAddress 127.0.0.1", "PidFile \(dir)/sshd.pid",
-                      "AuthorizedKeysFile \(dir)/authorized_keys", "StrictModes no", "UsePAM no", "LogLevel VERBOSE"]
+                      "AuthorizedKeysFile \(dir)/authorized_keys", "StrictModes no", "UsePAM no", "LogLevel DEBUG1"]
             + extraLines + ["", dropIn]
         try config.joined(separator: "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         // sshd's privilege separation needs this directory; Debian creates it at boot only.
@@ -91,18 +94,19 @@ final class SSHServerHarness {
     deinit { stop() }
 
     func start() throws {
-        pid = try SSHServerHarness.spawn("/usr/sbin/sshd", ["-D", "-e", "-f", configPath], stdout: "/dev/null", stderr: logPath)
+        pid = try SSHServerHarness.spawn("/usr/sbin/sshd", ["-D", "-E", logPath, "-f", configPath], stdout: "/dev/null",
+                                         stderr: dir + "/sshd.stderr")
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if let status = SSHServerHarness.reap(pid) {
                 pid = 0
-                throw HarnessError("sshd exited with status \(status): \(log)")
+                throw HarnessError("sshd exited with status \(status): \(log)\(startupErrors)")
             }
             if SSHServerHarness.portAccepts(port) { return }
             usleep(20_000)
         }
         stop()
-        throw HarnessError("sshd did not listen on 127.0.0.1:\(port) within 10 s: \(log)")
+        throw HarnessError("sshd did not listen on 127.0.0.1:\(port) within 10 s: \(log)\(startupErrors)")
     }
 
     /// Stops sshd by its pid (SIGTERM) and waits for it. Sessions it forked end with it.
@@ -118,6 +122,56 @@ final class SSHServerHarness {
 
     var logPath: String { dir + "/sshd.log" }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    /// What sshd printed before its log file was open (a bad config line, say).
+    private var startupErrors: String { (try? String(contentsOfFile: dir + "/sshd.stderr", encoding: .utf8)).map { "\n" + $0 } ?? "" }
+
+    // MARK: - what sshd says it negotiated
+
+    /// One direction of one key exchange, as sshd logs it at DEBUG1 (OpenSSH 9.2):
+    /// `debug1: kex: client->server cipher: aes256-ctr MAC: hmac-sha2-256 compression: none [preauth]`.
+    /// With an AEAD cipher the MAC is `<implicit>`. A rekey logs another pair (without [preauth]).
+    struct KexLine: Equatable, CustomStringConvertible {
+        var direction: String
+        var cipher: String
+        var mac: String
+        var compression: String
+        var description: String { "\(direction) \(cipher) \(mac) \(compression)" }
+    }
+
+    static func kexLines(in log: String) -> [KexLine] {
+        // sshd ends its lines with \r\n, one Character in Swift: split on newlines, not on "\n".
+        log.split(whereSeparator: \.isNewline).compactMap { line -> KexLine? in
+            let w = line.split(separator: " ").map(String.init)
+            guard let k = w.firstIndex(of: "kex:"), w.count >= k + 8, w[k + 1] == "client->server" || w[k + 1] == "server->client",
+                  w[k + 2] == "cipher:", w[k + 4] == "MAC:", w[k + 6] == "compression:" else { return nil }
+            return KexLine(direction: w[k + 1], cipher: w[k + 3], mac: w[k + 5], compression: w[k + 7])
+        }
+    }
+
+    var kexLines: [KexLine] { SSHServerHarness.kexLines(in: log) }
+
+    static let aes256Ciphers: Set<String> = ["aes256-ctr", "aes256-gcm@openssh.com"]
+
+    /// sshd's own log says every key exchange on this server chose AES-256 in both directions
+    /// (aes256-ctr or aes256-gcm@openssh.com, nothing else), and there were at least
+    /// `minimumKex` of them. sshd writes the lines from its monitor process, so this waits up to
+    /// 2 s for them to arrive.
+    func assertOnlyAES256(minimumKex: Int = 0, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(2)
+        var lines = kexLines
+        while Date() < deadline, lines.filter({ $0.direction == "client->server" }).count < minimumKex
+                || lines.filter({ $0.direction == "client->server" }).count != lines.filter({ $0.direction == "server->client" }).count {
+            usleep(20_000)
+            lines = kexLines
+        }
+        let up = lines.filter { $0.direction == "client->server" }, down = lines.filter { $0.direction == "server->client" }
+        XCTAssertGreaterThanOrEqual(up.count, minimumKex, "sshd logged \(up.count) key exchanges, expected at least \(minimumKex):\n\(log)",
+                                    file: file, line: line)
+        XCTAssertEqual(up.count, down.count, "sshd logged one direction without the other: \(lines)", file: file, line: line)
+        for l in lines {
+            XCTAssertTrue(SSHServerHarness.aes256Ciphers.contains(l.cipher), "sshd negotiated \(l), not AES-256", file: file, line: line)
+        }
+    }
 
     /// The known_hosts line for this server ("[127.0.0.1]:port ssh-ed25519 AAAA...").
     var knownHostsLine: String {

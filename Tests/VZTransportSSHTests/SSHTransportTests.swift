@@ -13,7 +13,9 @@ final class SSHTransportTests: XCTestCase {
     let logs = LogCapture()
 
     override func tearDown() {
-        for s in servers { s.stop(); s.removeFiles() }
+        // Whatever a test did, no connection to any of its servers ever used anything but AES-256,
+        // by sshd's own account.
+        for s in servers { s.assertOnlyAES256(); s.stop(); s.removeFiles() }
         servers = []
         super.tearDown()
     }
@@ -101,6 +103,13 @@ final class SSHTransportTests: XCTestCase {
         XCTAssertEqual(t.negotiated.kex, "curve25519-sha256")
         XCTAssertEqual(t.negotiated.hostKey, "ssh-ed25519")
         XCTAssertEqual(t.hostKeyFingerprint, s.hostKeyFingerprint, "our fingerprint must be what ssh-keygen -lf prints")
+        // sshd's own account of the same key exchange: one, aes256-ctr + hmac-sha2-256 each way
+        // (libssh2 1.10 has no GCM), the same as the transport reports.
+        s.assertOnlyAES256(minimumKex: 1)
+        XCTAssertEqual(s.kexLines.map(\.description), ["client->server aes256-ctr hmac-sha2-256 none",
+                                                        "server->client aes256-ctr hmac-sha2-256 none"], s.log)
+        XCTAssertEqual(s.kexLines.map(\.cipher), [t.negotiated.cipherClientToServer, t.negotiated.cipherServerToClient])
+        XCTAssertEqual(s.kexLines.map(\.mac), [t.negotiated.macClientToServer, t.negotiated.macServerToClient])
         let info = logs.all.filter { $0.hasPrefix("info") }.joined(separator: "\n")
         for word in ["aes256-ctr", "hmac-sha2-256", "curve25519-sha256", s.hostKeyFingerprint] {
             XCTAssertTrue(info.contains(word), "info log lacks \(word): \(info)")
@@ -124,6 +133,8 @@ final class SSHTransportTests: XCTestCase {
         defer { t.close() }
         let data = Self.randomBytes(8 << 20)
         XCTAssertTrue(try echo(t, data, chunk: 256 << 10) == data)
+        // 16 MiB through the server at a 1 MiB limit: sshd logs the rekeys, each AES-256 again.
+        s.assertOnlyAES256(minimumKex: 3)
     }
 
     func testTargetStderrReachesTheLogAndStdoutStaysClean() throws {
@@ -314,6 +325,17 @@ final class SSHTransportTests: XCTestCase {
         XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try t.read(into: $0) })
         XCTAssertLessThan(Date().timeIntervalSince(start), 5)
         t.close()
+    }
+
+    /// The harness reads sshd's DEBUG1 lines as OpenSSH 9.2 writes them (\r\n, `<implicit>` MAC
+    /// for GCM); anything else is not a kex line.
+    func testHarnessReadsSshdsKexLines() {
+        let log = "debug1: kex: algorithm: curve25519-sha256 [preauth]\r\n"
+            + "debug1: kex: client->server cipher: aes256-gcm@openssh.com MAC: <implicit> compression: none [preauth]\r\n"
+            + "debug1: kex: server->client cipher: aes256-ctr MAC: hmac-sha2-256 compression: none\r\n"
+            + "debug1: kex: client->server cipher: aes128-ctr\r\n"
+        XCTAssertEqual(SSHServerHarness.kexLines(in: log).map(\.description),
+                       ["client->server aes256-gcm@openssh.com <implicit> none", "server->client aes256-ctr hmac-sha2-256 none"])
     }
 
     // MARK: - the parser against the real server
