@@ -30,6 +30,9 @@ final class BatchApplier {
     private var writerError: Error?
     private var finished = false
     private let done = DispatchGroup()
+    /// Test-only: called on the writer thread before it writes batch number N (0-based), so the
+    /// power-loss tests can force both orders of the overlap (writer ahead, writer behind).
+    var beforeWritingBatch: ((Int) -> Void)?
 
     init(replica: Replica, journal: PassJournal, spaceCheck: @escaping ([Extent]) throws -> Void) {
         self.replica = replica
@@ -66,11 +69,14 @@ final class BatchApplier {
     }
 
     private func writerLoop() {
+        var written = 0
         while true {
             cond.lock()
             while pending == nil && !finished && writerError == nil { cond.wait() }
             guard let batch = pending, writerError == nil else { cond.unlock(); return }
             cond.unlock()
+            beforeWritingBatch?(written)
+            written += 1
             do {
                 for change in batch {
                     switch change {
