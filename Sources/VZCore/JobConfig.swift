@@ -149,6 +149,14 @@ public struct JobConfig: Codable, Equatable, Sendable {
         return config
     }
 
+    /// The job name a job file holds, when it holds a valid one, even if the file is otherwise
+    /// invalid: it labels the events of a pass that failed on its job file.
+    public static func jobName(in data: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
+              let name = object[CodingKeys.job.stringValue] as? String, NameRules.problem(with: name) == nil else { return nil }
+        return name
+    }
+
     public func validate(fileName: String) throws {
         if let (field, why) = problem() { throw JobFileError(fileName: fileName, field: field, reason: why).vzError }
     }

@@ -75,6 +75,9 @@ public struct LineLogHandler: LogHandler {
         sink.write("\(time) \(lvl)\(label)\(meta): \(message)\n")
     }
 
+    /// The names `--log-level` accepts, most verbose first.
+    public static let levelNames = Logger.Level.allCases.map(\.rawValue)
+
     /// Installs the handler for every logger of an agent; the log file defaults to
     /// $VZREPL_LOG_DIR/AGENT.log, else /var/log/vzrepl/AGENT.log.
     public static func bootstrap(agent: String, filePath: String?, levelName: String) {

@@ -20,8 +20,11 @@ struct TargetCommand: ParsableCommand {
         Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
         JOB/DISK.vzmap (block hashes), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
         See Docs/operations.md.
+
+        --job is a job NAME here (the folder ROOT/JOB, the "job" field of the job file); \
+        vzrepl-source's --job is a job FILE.
         """,
-        version: "vzrepl-target \(VZVersion.current)",
+        version: VZVersion.banner(agent: TargetServer.agentName),
         subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self])
 }
 
@@ -34,8 +37,14 @@ struct LogOptions: ParsableArguments {
     @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-target.log, else /var/log/vzrepl/vzrepl-target.log.")
     var logFile: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    func validate() throws {
+        guard LineLogHandler.levelNames.contains(logLevel) else {
+            throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
+        }
+    }
 
     func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-target", filePath: logFile, levelName: logLevel) }
 }
@@ -118,7 +127,8 @@ struct Verify: ParsableCommand {
         abstract: "Re-hash a replica against its .vzmap; exit 1 and name the first differing block on mismatch.")
 
     @OptionGroup var root: RootOptions
-    @Option(help: "The job name.") var job: String
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
     @Option(help: "The disk name.") var disk: String
 
     func run() throws {
@@ -163,7 +173,8 @@ struct Rollback: ParsableCommand {
         discussion: "A pass that already committed is not rolled back: only its leftover journal is removed.")
 
     @OptionGroup var root: RootOptions
-    @Option(help: "The job name.") var job: String
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
     @Option(help: "The disk name.") var disk: String
     @Option(help: "Wait this many seconds for a running session to release the disk.") var lockWait: Double = 10
     @OptionGroup var log: LogOptions
