@@ -36,7 +36,7 @@ struct SourceCommand: ParsableCommand {
         } catch {
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             if arguments.first == Replicate._commandName {
-                let label = UsageError.jobFileArgument(arguments).map { loadJob($0).label } ?? ""
+                let label = JobArgument.value(in: arguments).map { loadJob($0).label } ?? ""
                 UnstartedPass.report(VZError(.badArgument, message(for: error)), events: EventEmitter(job: label),
                                      version: VZVersion.current)
             }
@@ -51,9 +51,10 @@ struct SourceCommand: ParsableCommand {
     }
 }
 
-enum UsageError {
-    /// The value of `--job` on a command line that failed to parse, if there is one.
-    static func jobFileArgument(_ arguments: [String]) -> String? {
+/// `--job FILE` found by hand, for the events of a command line ArgumentParser refused.
+enum JobArgument {
+    /// The value of `--job` (`--job F` or `--job=F`), if the command line has one.
+    static func value(in arguments: [String]) -> String? {
         for (i, a) in arguments.enumerated() {
             if a == "--job", i + 1 < arguments.count { return arguments[i + 1] }
             if a.hasPrefix("--job=") { return String(a.dropFirst("--job=".count)) }

@@ -88,6 +88,11 @@ final class FailureTests: XCTestCase {
             if f.contains("unknown-field") {
                 XCTAssertTrue(r.stderr.contains("unknown field (known: "), "\(f): \(r.stderr)")
             }
+            // check-job --json reports the same field on its own.
+            let j = try AgentHarness.run([AgentHarness.source, "check-job", "--json", "--job", invalidDir.appendingPathComponent(f).path])
+            XCTAssertEqual(j.status, 2, f)
+            let error = (try? JSONSerialization.jsonObject(with: j.output) as? [String: Any])?["error"] as? [String: Any]
+            XCTAssertEqual(error?["field"] as? String, field == "JSON" ? nil : field, "\(f): \(j.stdout)")
         }
     }
 }
