@@ -36,12 +36,16 @@ public struct ByteWriter {
 }
 
 /// Reads little-endian fields from bytes it is given, throwing a `VZError` that names the
-/// context (file or frame) and the field when the bytes run out or a value is out of range.
+/// context (file or frame), the field and the byte offset where that field starts, when the
+/// bytes run out or a value is out of range.
 public struct ByteReader {
     public let bytes: ArraySlice<UInt8>
     public private(set) var position: Int
     public let context: String
     public let errorKind: VZError.Kind
+    /// The field read last and the offset it starts at, so that a value rejected after it was
+    /// read is reported at its own offset, not at the byte after it.
+    private var lastField: (name: String, offset: Int)?
 
     public init(_ bytes: ArraySlice<UInt8>, context: String, errorKind: VZError.Kind = .protocolViolation) {
         self.bytes = bytes
@@ -57,11 +61,15 @@ public struct ByteReader {
     public var remaining: Int { bytes.endIndex - position }
     public var offset: Int { position - bytes.startIndex }
 
+    /// An error naming `field` at the offset it starts: the offset it was read from when it is
+    /// the field read last, else the current offset (a field not read yet would start there).
     public func fail(_ field: String, _ reason: String) -> VZError {
-        VZError(errorKind, "\(context): field '\(field)' at byte \(offset): \(reason)")
+        let at = lastField.flatMap { $0.name == field ? $0.offset : nil } ?? offset
+        return VZError(errorKind, "\(context): field '\(field)' at byte \(at): \(reason)")
     }
 
     private mutating func take(_ n: Int, _ field: String) throws -> ArraySlice<UInt8> {
+        lastField = (field, offset)
         guard n >= 0, remaining >= n else {
             throw fail(field, "needs \(n) bytes, only \(remaining) left (truncated)")
         }
@@ -83,10 +91,14 @@ public struct ByteReader {
 
     public mutating func raw(_ n: Int, _ field: String) throws -> ArraySlice<UInt8> { try take(n, field) }
 
+    /// A string as u16 length + UTF-8 bytes; errors about it name the offset of its length.
     public mutating func string(_ field: String, maxLength: Int = 4096) throws -> String {
+        let start = offset
         let n = Int(try u16(field + ".length"))
+        lastField = (field, start)
         guard n <= maxLength else { throw fail(field, "length \(n) exceeds the limit of \(maxLength)") }
         let s = try take(n, field)
+        lastField = (field, start)
         guard let str = String(validating: s, as: UTF8.self) else { throw fail(field, "not valid UTF-8") }
         return str
     }

@@ -17,13 +17,15 @@ public struct JobConfig: Codable, Equatable, Sendable {
         /// different size means the VM's hardware changed and the pass fails before sending.
         public var capacityBytes: UInt64?
 
-        private enum CodingKeys: String, CodingKey { case name, source, capacityBytes }
+        /// The fields a disk may have; any other is refused (one case per field).
+        private enum CodingKeys: String, CodingKey, CaseIterable { case name, source, capacityBytes }
 
         public init(name: String, source: String, capacityBytes: UInt64? = nil) {
             self.name = name; self.source = source; self.capacityBytes = capacityBytes
         }
 
         public init(from decoder: Decoder) throws {
+            try decoder.refuseUnknownFields(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             name = try c.decode(String.self, forKey: .name)
             source = try c.decode(String.self, forKey: .source)
@@ -56,13 +58,50 @@ public struct JobConfig: Codable, Equatable, Sendable {
         /// A pass fails when nothing arrives from the target for this long.
         public var idleTimeoutSeconds: Double?
         public var connectTimeoutSeconds: Double?
+
+        /// The fields `target` may have; any other is refused (one case per field).
+        private enum CodingKeys: String, CodingKey, CaseIterable {
+            case transport, command, host, port, user, identity, hostKeySHA256, knownHosts
+            case idleTimeoutSeconds, connectTimeoutSeconds
+        }
+
+        public init(transport: Transport, command: [String]? = nil, host: String? = nil, port: Int? = nil,
+                    user: String? = nil, identity: String? = nil, hostKeySHA256: String? = nil, knownHosts: String? = nil,
+                    idleTimeoutSeconds: Double? = nil, connectTimeoutSeconds: Double? = nil) {
+            self.transport = transport; self.command = command; self.host = host; self.port = port; self.user = user
+            self.identity = identity; self.hostKeySHA256 = hostKeySHA256; self.knownHosts = knownHosts
+            self.idleTimeoutSeconds = idleTimeoutSeconds; self.connectTimeoutSeconds = connectTimeoutSeconds
+        }
+
+        public init(from decoder: Decoder) throws {
+            try decoder.refuseUnknownFields(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            transport = try c.decode(Transport.self, forKey: .transport)
+            command = try c.decodeIfPresent([String].self, forKey: .command)
+            host = try c.decodeIfPresent(String.self, forKey: .host)
+            port = try c.decodeWholeNumber(UInt16.self, forKey: .port).map(Int.init)
+            user = try c.decodeIfPresent(String.self, forKey: .user)
+            identity = try c.decodeIfPresent(String.self, forKey: .identity)
+            hostKeySHA256 = try c.decodeIfPresent(String.self, forKey: .hostKeySHA256)
+            knownHosts = try c.decodeIfPresent(String.self, forKey: .knownHosts)
+            idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds)
+            connectTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .connectTimeoutSeconds)
+        }
     }
 
     public static let defaultBlockSize = BlockSize.defaultBytes
     public static let minBlockSize = BlockSize.minBytes
     public static let maxBlockSize = BlockSize.maxBytes
 
-    private enum CodingKeys: String, CodingKey { case job, mode, blockSize, whitespace, target, disks }
+    /// Timeouts shorter than this cannot be met by any real link (and 1e-300 is a typo).
+    public static let minTimeoutSeconds = 1.0
+    public static let maxIdleTimeoutSeconds = 86400.0
+    public static let maxConnectTimeoutSeconds = 3600.0
+    /// Disk sizes are whole sectors.
+    public static let sectorSize: UInt64 = 512
+
+    /// The top-level fields of a job file; any other is refused (one case per field).
+    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks }
 
     public init(job: String, mode: ReplicationMode = .differential, blockSize: UInt32 = JobConfig.defaultBlockSize,
                 whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig]) {
@@ -71,6 +110,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownFields(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         job = try c.decode(String.self, forKey: .job)
         let modeName = try c.decodeIfPresent(String.self, forKey: .mode) ?? ReplicationMode.differential.rawValue
@@ -85,92 +125,78 @@ public struct JobConfig: Codable, Equatable, Sendable {
         disks = try c.decode([DiskConfig].self, forKey: .disks)
     }
 
-    /// Parses and validates a job file's bytes; every error names `fileName`, the field and why.
+    /// Parses and validates a job file's bytes; every error is `.badJobFile` and names
+    /// `fileName`, the field and why.
     public static func parse(_ data: [UInt8], fileName: String) throws -> JobConfig {
+        do {
+            return try decode(data, fileName: fileName)
+        } catch let e as JobFileError {
+            throw e.vzError
+        }
+    }
+
+    /// As `parse`, but throws a `JobFileError` that keeps the field apart (`check-job --json`).
+    public static func decode(_ data: [UInt8], fileName: String) throws -> JobConfig {
         let config: JobConfig
         do {
             config = try JSONDecoder().decode(JobConfig.self, from: Data(data))
         } catch let e as DecodingError {
-            throw VZError(.badJobFile, "\(fileName): \(describe(e))")
+            throw JobFileError(decoding: e, fileName: fileName)
         } catch {
-            throw VZError(.badJobFile, "\(fileName): not valid JSON: \(error)")
+            throw JobFileError(fileName: fileName, field: nil, reason: "not valid JSON: \(error)")
         }
-        try config.validate(fileName: fileName)
+        if let (field, why) = config.problem() { throw JobFileError(fileName: fileName, field: field, reason: why) }
         return config
     }
 
+    /// The job name a job file holds, when it holds a valid one, even if the file is otherwise
+    /// invalid: it labels the events of a pass that failed on its job file.
+    public static func jobName(in data: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
+              let name = object[CodingKeys.job.stringValue] as? String, NameRules.problem(with: name) == nil else { return nil }
+        return name
+    }
+
     public func validate(fileName: String) throws {
-        func bad(_ field: String, _ why: String) -> VZError { VZError(.badJobFile, "\(fileName): field '\(field)': \(why)") }
-        if let why = NameRules.problem(with: job) { throw bad("job", why) }
-        if let why = BlockSize.problem(with: blockSize) { throw bad("blockSize", why) }
-        guard !disks.isEmpty else { throw bad("disks", "the job has no disks") }
+        if let (field, why) = problem() { throw JobFileError(fileName: fileName, field: field, reason: why).vzError }
+    }
+
+    /// The first field that breaks a rule and why, or nil for a valid job.
+    private func problem() -> (field: String, reason: String)? {
+        if let why = NameRules.problem(with: job) { return ("job", why) }
+        if let why = BlockSize.problem(with: blockSize) { return ("blockSize", why) }
+        guard !disks.isEmpty else { return ("disks", "the job has no disks") }
         var seen = Set<String>()
         for (i, d) in disks.enumerated() {
-            if let why = NameRules.problem(withDisk: d.name) { throw bad("disks[\(i)].name", why) }
-            guard seen.insert(d.name).inserted else { throw bad("disks[\(i)].name", "'\(d.name)' appears twice") }
-            guard !d.source.isEmpty else { throw bad("disks[\(i)].source", "is empty") }
+            if let why = NameRules.problem(withDisk: d.name) { return ("disks[\(i)].name", why) }
+            guard seen.insert(d.name).inserted else { return ("disks[\(i)].name", "'\(d.name)' appears twice") }
+            guard !d.source.isEmpty else { return ("disks[\(i)].source", "is empty") }
+            if let c = d.capacityBytes, c == 0 || c % JobConfig.sectorSize != 0 {
+                return ("disks[\(i)].capacityBytes", "\(c) is not a disk size: a disk holds a whole number of \(JobConfig.sectorSize)-byte sectors, at least one")
+            }
         }
         switch target.transport {
         case .exec:
             guard let cmd = target.command, !cmd.isEmpty, !cmd[0].isEmpty else {
-                throw bad("target.command", "the exec transport needs a command, e.g. [\"vzrepl-target\", \"serve\", \"--stdio\", \"--root\", \"/srv/replicas\"]")
+                return ("target.command", "the exec transport needs a command, e.g. [\"vzrepl-target\", \"serve\", \"--stdio\", \"--root\", \"/srv/replicas\"]")
             }
         case .ssh:
-            guard let host = target.host, !host.isEmpty else { throw bad("target.host", "the ssh transport needs a host") }
-            if let p = target.port, !(1...65535).contains(p) { throw bad("target.port", "\(p) is not a TCP port") }
-            guard let u = target.user, !u.isEmpty else { throw bad("target.user", "the ssh transport needs a user") }
-            guard let id = target.identity, !id.isEmpty else { throw bad("target.identity", "the ssh transport needs a private key file") }
+            guard let host = target.host, !host.isEmpty else { return ("target.host", "the ssh transport needs a host") }
+            if let p = target.port, !(1...65535).contains(p) { return ("target.port", "\(p) is not a TCP port") }
+            guard let u = target.user, !u.isEmpty else { return ("target.user", "the ssh transport needs a user") }
+            guard let id = target.identity, !id.isEmpty else { return ("target.identity", "the ssh transport needs a private key file") }
             if target.hostKeySHA256 == nil && target.knownHosts == nil {
-                throw bad("target.hostKeySHA256", "no host key pin: give hostKeySHA256 (\"SHA256:...\" as ssh-keygen -lf prints it) or knownHosts; vzrepl never trusts a host on first use")
+                return ("target.hostKeySHA256", "no host key pin: give hostKeySHA256 (\"SHA256:...\" as ssh-keygen -lf prints it) or knownHosts; vzrepl never trusts a host on first use")
             }
             if let fp = target.hostKeySHA256, !fp.hasPrefix("SHA256:") || fp.count < 20 {
-                throw bad("target.hostKeySHA256", "'\(fp)' is not an OpenSSH SHA-256 fingerprint (SHA256:<base64>)")
+                return ("target.hostKeySHA256", "'\(fp)' is not an OpenSSH SHA-256 fingerprint (SHA256:<base64>)")
             }
         }
-        if let t = target.idleTimeoutSeconds, !(t > 0 && t <= 86400) { throw bad("target.idleTimeoutSeconds", "\(t) is not between 0 and 86400") }
-        if let t = target.connectTimeoutSeconds, !(t > 0 && t <= 3600) { throw bad("target.connectTimeoutSeconds", "\(t) is not between 0 and 3600") }
-    }
-
-    private static func describe(_ e: DecodingError) -> String {
-        func path(_ p: [CodingKey]) -> String {
-            p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingPrefix(".").description
+        let timeouts = [("idleTimeoutSeconds", target.idleTimeoutSeconds, JobConfig.maxIdleTimeoutSeconds),
+                        ("connectTimeoutSeconds", target.connectTimeoutSeconds, JobConfig.maxConnectTimeoutSeconds)]
+        for case let (name, t?, max) in timeouts where !(t >= JobConfig.minTimeoutSeconds && t <= max) {
+            return ("target.\(name)", "\(t) is not between \(Int(JobConfig.minTimeoutSeconds)) and \(Int(max)) seconds")
         }
-        switch e {
-        case let .keyNotFound(key, ctx):
-            let parent = path(ctx.codingPath)
-            return "field '\(parent.isEmpty ? key.stringValue : parent + "." + key.stringValue)': is required"
-        case let .typeMismatch(type, ctx):
-            return "field '\(path(ctx.codingPath))': expected \(typeName(type))"
-        case let .valueNotFound(type, ctx):
-            return "field '\(path(ctx.codingPath))': expected \(typeName(type)), got null"
-        case let .dataCorrupted(ctx):
-            if ctx.codingPath.isEmpty { return "not valid JSON (\(ctx.underlyingError.map { "\($0)" } ?? ctx.debugDescription))" }
-            return "field '\(path(ctx.codingPath))': \(ctx.debugDescription)"
-        @unknown default:
-            return "\(e)"
-        }
-    }
-
-    private static func typeName(_ t: Any.Type) -> String {
-        switch t {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "true or false"
-        case is UInt32.Type, is UInt64.Type, is Int.Type: return "a non-negative whole number"
-        case is Double.Type: return "a number"
-        default: return "\(t)"
-        }
-    }
-}
-
-extension KeyedDecodingContainer {
-    /// A whole number that fits `T`. Decoded through Double because Foundation's JSONDecoder
-    /// reports a negative, fractional or too large integer without naming the field.
-    func decodeWholeNumber<T: FixedWidthInteger>(_ type: T.Type, forKey key: Key) throws -> T? {
-        guard let d = try decodeIfPresent(Double.self, forKey: key) else { return nil }
-        guard d == d.rounded(), d >= Double(T.min), d <= Double(T.max), let v = T(exactly: d) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: self,
-                debugDescription: "\(d) is not a whole number from \(T.min) to \(T.max)")
-        }
-        return v
+        return nil
     }
 }

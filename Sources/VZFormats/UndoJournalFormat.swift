@@ -172,7 +172,7 @@ public enum UndoJournalFormat {
         let size = try r.u32("headerSize")
         guard size == UInt32(headerSize) else { throw r.fail("headerSize", "\(size), expected \(headerSize)") }
         guard all.count == headerSize else {
-            throw VZError(.corruptJournal, "\(fileName): field 'header' at byte \(all.count): the file ends inside the \(headerSize)-byte header (truncated)")
+            throw VZError(.corruptJournal, "\(fileName): field 'header' at byte 0: the file ends after \(all.count) bytes, inside the \(headerSize)-byte header (truncated)")
         }
         let stored = UInt32(all[headerCRCOffset]) | UInt32(all[headerCRCOffset + 1]) << 8
             | UInt32(all[headerCRCOffset + 2]) << 16 | UInt32(all[headerCRCOffset + 3]) << 24
@@ -189,8 +189,8 @@ public enum UndoJournalFormat {
         let startGeneration = try r.u64("startGeneration")
         let created = try r.u64("createdUnixSeconds")
         let passID = PassID(bytes: Array(try r.raw(16, "passID")))
-        let jobLength = Int(try r.u8("jobNameLength"))
-        let diskLength = Int(try r.u8("diskNameLength"))
+        let jobLength = try nameLength(&r, "jobNameLength")
+        let diskLength = try nameLength(&r, "diskNameLength")
         let reserved = try r.u16("reserved")
         guard reserved == 0 else { throw r.fail("reserved", "must be 0, is \(reserved)") }
         let job = try name(&r, "jobName", length: jobLength)
@@ -199,11 +199,15 @@ public enum UndoJournalFormat {
                       passID: passID, createdUnixSeconds: created)
     }
 
-    private static func name(_ r: inout ByteReader, _ field: String, length: Int) throws -> String {
-        let lengthField = field + "Length"
+    private static func nameLength(_ r: inout ByteReader, _ field: String) throws -> Int {
+        let length = Int(try r.u8(field))
         guard length >= 1, length <= maxNameLength else {
-            throw r.fail(lengthField, "\(length) is not a name length of 1...\(maxNameLength)")
+            throw r.fail(field, "\(length) is not a name length of 1...\(maxNameLength)")
         }
+        return length
+    }
+
+    private static func name(_ r: inout ByteReader, _ field: String, length: Int) throws -> String {
         let start = r.offset
         let padded = Array(try r.raw(maxNameLength, field))
         guard padded[length...].allSatisfy({ $0 == 0 }) else {
@@ -333,17 +337,18 @@ public struct UndoJournalDecoder {
         // A checksummed record of this pass, in sequence: from here on a violation is damage.
         let offset = u64(h + 32)
         let at = validLength
-        func bad(_ field: String, _ reason: String) -> VZError {
-            VZError(.corruptJournal, "\(fileName): record \(sequence) at byte \(at): field '\(field)': \(reason)")
+        /// `fieldOffset`: where the field starts in the record header (Docs/formats.md).
+        func bad(_ field: String, _ fieldOffset: UInt64, _ reason: String) -> VZError {
+            VZError(.corruptJournal, "\(fileName): record \(sequence) at byte \(at): field '\(field)' at byte \(at + fieldOffset): \(reason)")
         }
-        guard buffer[h + 5] == 0, buffer[h + 6] == 0, buffer[h + 7] == 0 else { throw bad("reserved", "must be 0") }
-        guard offset < header.capacity else { throw bad("offset", "\(offset) is beyond the disk's \(header.capacity) bytes") }
+        guard buffer[h + 5] == 0, buffer[h + 6] == 0, buffer[h + 7] == 0 else { throw bad("reserved", 5, "must be 0") }
+        guard offset < header.capacity else { throw bad("offset", 32, "\(offset) is beyond the disk's \(header.capacity) bytes") }
         guard offset % UInt64(header.blockSize) == 0 else {
-            throw bad("offset", "\(offset) is not a multiple of the block size \(header.blockSize)")
+            throw bad("offset", 32, "\(offset) is not a multiple of the block size \(header.blockSize)")
         }
         let extent = header.blockExtent(offset / UInt64(header.blockSize))
         guard UInt64(length) == extent.length else {
-            throw bad("length", "\(length), but the block at \(offset) is \(extent.length) bytes")
+            throw bad("length", 40, "\(length), but the block at \(offset) is \(extent.length) bytes")
         }
         let data = kind == .data ? Array(buffer[h + F.recordHeaderSize..<h + total]) : []
         start += total

@@ -78,16 +78,20 @@ public enum VzmapFile {
             throw VZError(.corruptMap, "\(fileName): \(bytes.count) bytes, expected \(expected) for \(header.entryCount) entries (truncated or padded)")
         }
         let entriesEnd = bytes.count - trailerSize
-        var t = ByteReader(bytes[entriesEnd...], context: fileName, errorKind: .corruptMap)
+        // Readers over the whole file (skipping what is already checked), so that every error
+        // names the byte offset in the file, not in a slice of it.
+        var t = ByteReader(bytes, context: fileName, errorKind: .corruptMap)
+        _ = try t.raw(entriesEnd, "entries")
         let storedCRC = try t.u32("entriesCRC32C")
         let tm = Array(try t.raw(4, "trailerMagic"))
         guard tm == trailerMagic else { throw t.fail("trailerMagic", "expected \"VZME\"") }
         let actual = CRC32C.checksum(bytes[headerSize..<entriesEnd])
         guard storedCRC == actual else {
-            throw VZError(.corruptMap, "\(fileName): field 'entriesCRC32C': checksum mismatch (stored \(hex(storedCRC)), computed \(hex(actual)))")
+            throw VZError(.corruptMap, "\(fileName): field 'entriesCRC32C' at byte \(entriesEnd): checksum mismatch (stored \(hex(storedCRC)), computed \(hex(actual)))")
         }
         var map = BlockMap(blockSize: header.blockSize, capacity: header.capacity)
-        var r = ByteReader(bytes[headerSize..<entriesEnd], context: fileName, errorKind: .corruptMap)
+        var r = ByteReader(bytes[..<entriesEnd], context: fileName, errorKind: .corruptMap)
+        _ = try r.raw(headerSize, "header")
         for i in 0..<map.count { map[i] = try BlockMap.Entry.decode(&r, field: "entries[\(i)]") }
         return (header, map)
     }

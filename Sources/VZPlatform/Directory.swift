@@ -74,29 +74,16 @@ public final class Directory: @unchecked Sendable {
         guard f >= 0 else { throw Syscall.error("open", full, e, kind: e == ELOOP || e == EXDEV ? .pathOutsideRoot : .replicaIO) }
         let file = PosixFile(fd: f, path: full, errorKind: .replicaIO)
         let st = try file.status()
-        let type = st.st_mode & S_IFMT
-        guard type == S_IFREG else {
-            throw VZError(.pathOutsideRoot, "\(full): is \(Directory.describe(type)), not a regular file; refusing to use it as a working file — remove it")
+        guard st.isRegularFile else {
+            throw VZError(.pathOutsideRoot, "\(full): is \(st.typeDescription), not a regular file; refusing to use it as a working file — remove it")
         }
-        guard st.st_nlink == 1 else {
-            throw VZError(.pathOutsideRoot, "\(full): has \(st.st_nlink) hard links, so it may be a file outside the datastore root; refusing to write through it — remove it (the other links keep their data)")
+        guard st.linkCount == 1 else {
+            throw VZError(.pathOutsideRoot, "\(full): has \(st.linkCount) hard links, so it may be a file outside the datastore root; refusing to write through it — remove it (the other links keep their data)")
         }
         let (r, e2) = Syscall.retrying { fcntl(f, F_SETFL, openFlags & ~O_NONBLOCK & ~O_CREAT & ~O_EXCL) }
         guard r >= 0 else { throw Syscall.error("fcntl(F_SETFL)", full, e2, kind: .replicaIO) }
         if flags & O_TRUNC != 0 { try file.truncate(to: 0) }
         return file
-    }
-
-    static func describe(_ type: mode_t) -> String {
-        switch type {
-        case S_IFDIR: return "a directory"
-        case S_IFIFO: return "a FIFO"
-        case S_IFCHR: return "a character device"
-        case S_IFBLK: return "a block device"
-        case S_IFSOCK: return "a socket"
-        case S_IFLNK: return "a symbolic link"
-        default: return "not a regular file"
-        }
     }
 
     public func exists(_ name: String) -> Bool {

@@ -8,6 +8,11 @@ import Logging
 ///
 /// Metadata (job, disk, pass, ...) is printed as key=value in a stable order. Never writes stdout:
 /// stdout of `vzrepl-source` carries the JSON-lines events, of `vzrepl-target` the protocol.
+///
+/// Much of what is logged comes from the peer (its version string, `SSH_ORIGINAL_COMMAND`, a
+/// refused name, an error frame's message): the message and every metadata key and value are
+/// escaped here, in one place (`escaped`), so no text can start a line of its own or drive the
+/// terminal of whoever reads the log.
 public struct LineLogHandler: LogHandler {
     public final class Sink: @unchecked Sendable {
         private let lock = NSLock()
@@ -65,15 +70,44 @@ public struct LineLogHandler: LogHandler {
         var all = metadata
         if let extra { all.merge(extra) { $1 } }
         let order = ["job", "disk", "pass"]
-        var fields = order.compactMap { k in all[k].map { "\(k)=\($0)" } }
-        fields += all.keys.filter { !order.contains($0) }.sorted().map { "\($0)=\(all[$0]!)" }
+        func field(_ k: String, _ v: Logger.MetadataValue) -> String { "\(LineLogHandler.escaped(k))=\(LineLogHandler.escaped("\(v)"))" }
+        var fields = order.compactMap { k in all[k].map { field(k, $0) } }
+        fields += all.keys.filter { !order.contains($0) }.sorted().map { field($0, all[$0]!) }
         LineLogHandler.formatterLock.lock()
         let time = LineLogHandler.formatter.string(from: Date())
         LineLogHandler.formatterLock.unlock()
         let lvl = level.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         let meta = fields.isEmpty ? "" : " " + fields.joined(separator: " ")
-        sink.write("\(time) \(lvl)\(label)\(meta): \(message)\n")
+        sink.write("\(time) \(lvl)\(label)\(meta): \(LineLogHandler.escaped("\(message)"))\n")
     }
+
+    /// `text` with every character that could end a line or control a terminal made visible:
+    /// `\n`, `\r`, `\t`, `\x1b` (other C0 controls and DEL), `\u{85}` (C1 controls), `\u{2028}` and
+    /// `\u{2029}` (the Unicode line and paragraph separators). Everything else is kept as is.
+    public static func escaped(_ text: String) -> String {
+        func needsEscape(_ u: Unicode.Scalar) -> Bool {
+            u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+        }
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = String.UnicodeScalarView()
+        for u in text.unicodeScalars {
+            guard needsEscape(u) else { out.append(u); continue }
+            let visible: String
+            switch u {
+            case "\n": visible = "\\n"
+            case "\r": visible = "\\r"
+            case "\t": visible = "\\t"
+            default:
+                let hex = String(u.value, radix: 16)
+                visible = u.value <= 0x7F ? "\\x" + (hex.count < 2 ? "0" : "") + hex : "\\u{\(hex)}"
+            }
+            out.append(contentsOf: visible.unicodeScalars)
+        }
+        return String(out)
+    }
+
+    /// The names `--log-level` accepts, most verbose first.
+    public static let levelNames = Logger.Level.allCases.map(\.rawValue)
 
     /// Installs the handler for every logger of an agent; the log file defaults to
     /// $VZREPL_LOG_DIR/AGENT.log, else /var/log/vzrepl/AGENT.log.

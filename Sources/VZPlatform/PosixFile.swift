@@ -35,16 +35,13 @@ public final class PosixFile: @unchecked Sendable {
     /// Size in bytes: st_size for a file, BLKGETSIZE64 for a block device.
     public func size() throws -> UInt64 {
         let st = try status()
-        if (st.st_mode & S_IFMT) == S_IFBLK {
+        if st.isBlockDevice {
             let (n, e2) = Syscall.retrying { vz_block_device_size(fd) }
             guard n >= 0 else { throw Syscall.error("ioctl(BLKGETSIZE64)", path, e2, kind: errorKind) }
             return UInt64(n)
         }
-        return UInt64(st.st_size)
+        return st.size
     }
-
-    /// fstat.
-    public func status() throws -> stat { try Syscall.fileStatus(fd, path: path, kind: errorKind) }
 
     /// Reads exactly `buffer.count` bytes at `offset`; a short file is an error naming the offset.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {

@@ -5,14 +5,38 @@ import VZPlatform
 /// A raw image file or a block device, read with pread from any number of threads.
 public final class RawBlockReader: BlockReader {
     let file: PosixFile
+    let isRegularFile: Bool
     public let capacity: UInt64
     public var displayName: String { file.path }
 
-    public init(path: String) throws {
-        file = try PosixFile.open(path, flags: O_RDONLY, errorKind: .sourceIO)
-        capacity = try file.size()
+    /// Opens a disk's source and checks that it can be one, before the target is contacted: a
+    /// regular file or a block device (never a FIFO, which would block the open, nor a
+    /// directory, `/dev/zero` or `/dev/null`), not empty, a whole number of 512-byte sectors.
+    /// Every failure is `.sourceIO` and names the disk (when given), the path and why.
+    public init(path: String, disk: String? = nil) throws {
+        do {
+            (file, isRegularFile, capacity) = try RawBlockReader.open(path)
+        } catch let e as VZError {
+            throw disk.map { VZError(e.kind, "disk '\($0)': \(e.message)") } ?? e
+        }
         // Sequential scan: ask the kernel for aggressive read-ahead.
         _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+    }
+
+    private static func open(_ path: String) throws -> (PosixFile, isRegularFile: Bool, capacity: UInt64) {
+        // O_NONBLOCK: opening a FIFO without a writer returns at once; cleared once the type is known.
+        let file = try PosixFile.openForInspection(path, errorKind: .sourceIO)
+        let st = try file.status()
+        guard st.isRegularFile || st.isBlockDevice else {
+            throw VZError(.sourceIO, "\(path) is \(st.typeDescription), not a disk: a source must be a raw image file or a block device")
+        }
+        try file.clearNonBlocking()
+        let capacity = try file.size()
+        guard capacity > 0 else { throw VZError(.sourceIO, "\(path) is empty (0 bytes): there is no disk to replicate") }
+        guard capacity % JobConfig.sectorSize == 0 else {
+            throw VZError(.sourceIO, "\(path) has \(capacity) bytes, not a whole number of \(JobConfig.sectorSize)-byte sectors: not a disk image")
+        }
+        return (file, st.isRegularFile, capacity)
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -21,8 +45,7 @@ public final class RawBlockReader: BlockReader {
 
     /// Holes of a sparse image file (SEEK_DATA/SEEK_HOLE); nothing for a block device.
     public func knownZeroExtents() throws -> ExtentSet {
-        var st = stat()
-        guard fstat(file.fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return ExtentSet() }
+        guard isRegularFile else { return ExtentSet() }
         return try file.holes(below: capacity)
     }
 }

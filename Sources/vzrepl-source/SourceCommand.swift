@@ -20,79 +20,168 @@ struct SourceCommand: ParsableCommand {
         3 source disk error (unreadable, resized); 4 transport error (SSH, connection, protocol); \
         5 the target refused or failed (space, I/O, corrupt state).
 
-        See Docs/operations.md for troubleshooting.
+        --job is a job FILE here (a path to its JSON); vzrepl-target's --job is a job NAME. \
+        See Docs/events.md and Docs/operations.md.
         """,
-        version: "vzrepl-source \(VZVersion.current)",
+        version: VZVersion.banner(agent: SourceAgent.agentName),
         subcommands: [Replicate.self, CheckJob.self])
+
+    /// ArgumentParser's `main`, except that a usage error (unknown option, missing or bad value)
+    /// exits 2 as Docs/events.md says, not 64, and `replicate` reports it as events too.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            if arguments.first == Replicate._commandName {
+                let label = JobArgument.value(in: arguments).map { loadJob($0).label } ?? ""
+                UnstartedPass.report(VZError(.badArgument, message(for: error)), events: EventEmitter(job: label),
+                                     version: VZVersion.current)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Glibc.exit(SourceAgent.ExitCode.badJobFile.rawValue)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// `--job FILE` found by hand, for the events of a command line ArgumentParser refused.
+enum JobArgument {
+    /// The value of `--job` (`--job F` or `--job=F`), if the command line has one.
+    static func value(in arguments: [String]) -> String? {
+        for (i, a) in arguments.enumerated() {
+            if a == "--job", i + 1 < arguments.count { return arguments[i + 1] }
+            if a.hasPrefix("--job=") { return String(a.dropFirst("--job=".count)) }
+        }
+        return nil
+    }
 }
 
 struct LogOptions: ParsableArguments {
     @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-source.log, else /var/log/vzrepl/vzrepl-source.log.")
     var logFile: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    func validate() throws {
+        guard LineLogHandler.levelNames.contains(logLevel) else {
+            throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
+        }
+    }
 
     func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-source", filePath: logFile, levelName: logLevel) }
 }
 
-func loadJob(_ path: String) throws -> JobConfig {
-    let data: Data
+/// A job file is at most 1 MiB (Docs/job-file.md).
+let maxJobFileSize = 1 << 20
+
+/// Reads (bounded: SmallFile) and validates a job file. `label` names the pass in its events even
+/// when the file is bad: the job name when the file holds a valid one, else the path as given.
+func loadJob(_ path: String) -> (label: String, result: Result<JobConfig, JobFileError>) {
+    let bytes: [UInt8]
     do {
-        data = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes = try SmallFile.read(path, maxSize: maxJobFileSize, what: "job file", errorKind: .badJobFile)
     } catch {
-        throw VZError(.badJobFile, "\(path): cannot read the job file: \(error.localizedDescription)")
+        let message = (error as? VZError)?.message ?? "\(error)"
+        let reason = message.hasPrefix(path + ": ") ? String(message.dropFirst(path.count + 2)) : "cannot read the job file: \(message)"
+        return (path, .failure(JobFileError(fileName: path, field: nil, reason: reason)))
     }
-    guard data.count <= 1 << 20 else { throw VZError(.badJobFile, "\(path): larger than 1 MiB, not a job file") }
-    return try JobConfig.parse(Array(data), fileName: path)
+    let label = JobConfig.jobName(in: bytes) ?? path
+    do {
+        return (label, .success(try JobConfig.decode(bytes, fileName: path)))
+    } catch let e as JobFileError {
+        return (label, .failure(e))
+    } catch {
+        return (label, .failure(JobFileError(fileName: path, field: nil, reason: "\(error)")))
+    }
 }
 
 struct Replicate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one pass over every disk of a job.",
-        discussion: "Example job file: Docs/samples/job-exec.json. Format: Docs/job-file.md.")
+        discussion: "Example job file: Docs/samples/job-exec.json. Format: Docs/job-file.md. Events and exit codes: Docs/events.md.")
 
-    @Option(help: "The job file (JSON).")
+    @Option(help: ArgumentHelp("The job FILE: a path to the job's JSON (Docs/job-file.md). Not a job name, unlike vzrepl-target's --job.",
+                               valueName: "file"))
     var job: String
 
-    @Option(help: "Worker threads that read, hash and compress.")
+    static let workerRange = 1...64
+    @Option(help: "Worker threads that read, hash and compress (\(workerRange.lowerBound) to \(workerRange.upperBound)).")
     var workers: Int = 2
 
     @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        guard Replicate.workerRange.contains(workers) else {
+            throw ValidationError("--workers \(workers) is out of range (allowed: \(Replicate.workerRange.lowerBound) to \(Replicate.workerRange.upperBound))")
+        }
+    }
 
     func run() throws {
         log.bootstrap()
         MemoryTuning.apply()
         let logger = Logger(label: "vzrepl.source")
+        let (label, loaded) = loadJob(job)
         let config: JobConfig
-        do {
-            config = try loadJob(job)
-        } catch let e as VZError {
-            EventEmitter(job: "").emit("error", ["kind": e.kind.rawValue, "message": e.message, "transient": false,
-                                                 "exitCode": Int(SourceAgent.ExitCode.badJobFile.rawValue)])
-            logger.error("\(e)")
-            throw ExitCode(SourceAgent.ExitCode.badJobFile.rawValue)
+        switch loaded {
+        case let .success(c):
+            config = c
+        case let .failure(e):
+            logger.error("\(e.vzError)")
+            throw ExitCode(UnstartedPass.report(e.vzError, events: EventEmitter(job: label), version: VZVersion.current).rawValue)
         }
         let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
-        agent.workers = max(1, workers)
+        agent.workers = workers
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
     }
 }
 
 struct CheckJob: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a job file and exit (0 valid, 2 invalid).")
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a job file and exit (0 valid, 2 invalid).",
+        discussion: """
+        With --json, stdout is one JSON object: {"valid": true, "job", "disks", "mode", "transport"} \
+        or {"valid": false, "error": {"kind", "message", "field"}} (field: when one field is at fault).
+        """)
 
-    @Option(help: "The job file (JSON).")
+    @Option(help: ArgumentHelp("The job FILE: a path to the job's JSON (Docs/job-file.md). Not a job name, unlike vzrepl-target's --job.",
+                               valueName: "file"))
     var job: String
 
+    @Flag(help: "Print one JSON object instead of a sentence.")
+    var json = false
+
     func run() throws {
-        do {
-            let config = try loadJob(job)
-            print("\(job): valid job '\(config.job)', \(config.disks.count) disk(s), mode \(config.mode.rawValue), transport \(config.target.transport.rawValue)")
-        } catch let e as VZError {
-            FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+        switch loadJob(job).result {
+        case let .success(config):
+            if json {
+                print(CheckJob.encode(["valid": true, "job": config.job, "disks": config.disks.map(\.name),
+                                       "mode": config.mode.rawValue, "transport": config.target.transport.rawValue]))
+            } else {
+                print("\(job): valid job '\(config.job)', \(config.disks.count) disk(s), mode \(config.mode.rawValue), transport \(config.target.transport.rawValue)")
+            }
+        case let .failure(e):
+            if json {
+                var error: [String: Any] = ["kind": VZError.Kind.badJobFile.rawValue, "message": e.message]
+                if let f = e.field { error["field"] = f }
+                print(CheckJob.encode(["valid": false, "error": error]))
+            } else {
+                FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+            }
             throw ExitCode(SourceAgent.ExitCode.badJobFile.rawValue)
         }
+    }
+
+    static func encode(_ object: [String: Any]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -20,8 +20,11 @@ struct TargetCommand: ParsableCommand {
         Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
         JOB/DISK.vzmap (block hashes), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
         See Docs/operations.md.
+
+        --job is a job NAME here (the folder ROOT/JOB, the "job" field of the job file); \
+        vzrepl-source's --job is a job FILE.
         """,
-        version: "vzrepl-target \(VZVersion.current)",
+        version: VZVersion.banner(agent: TargetServer.agentName),
         subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self])
 }
 
@@ -34,8 +37,14 @@ struct LogOptions: ParsableArguments {
     @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-target.log, else /var/log/vzrepl/vzrepl-target.log.")
     var logFile: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    func validate() throws {
+        guard LineLogHandler.levelNames.contains(logLevel) else {
+            throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
+        }
+    }
 
     func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-target", filePath: logFile, levelName: logLevel) }
 }
@@ -88,7 +97,13 @@ struct Serve: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the replicas under the root, their generation and state.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the replicas under the root, their generation and state.",
+        discussion: """
+        The map is checked whole (MAP: valid, corrupt, missing); UNDO says whether a pass left a \
+        journal (pending: what recovery will do is printed below the table; corrupt: recovery is \
+        blocked). --json prints the same with the events' field names (Docs/operations.md).
+        """)
 
     @OptionGroup var root: RootOptions
 
@@ -104,34 +119,74 @@ struct Status: ParsableCommand {
             return
         }
         print("JOB".padding(16) + "DISK".padding(12) + "CAPACITY".padding(16) + "GEN".padding(6) + "MAP".padding(9)
-              + "CID".padding(10) + "UNDO".padding(6) + "LAST COMMIT")
+              + "CID".padding(10) + "UNDO".padding(9) + "LAST COMMIT")
         for d in disks {
-            print(d.job.padding(16) + d.disk.padding(12) + (d.capacityBytes.map { "\($0)" } ?? "-").padding(16)
-                  + (d.generation.map { "\($0)" } ?? "-").padding(6) + d.mapState.padding(9) + (d.cid ?? "-").padding(10)
-                  + (d.pendingUndo ? "yes" : "no").padding(6) + (d.lastCommit ?? "-"))
+            let capacity = d.capacityBytes.map { "\($0)" } ?? "-"
+            let generation = d.generation.map { "\($0)" } ?? "-"
+            var line = d.job.padding(16) + d.disk.padding(12) + capacity.padding(16) + generation.padding(6)
+            line += d.mapStatus.rawValue.padding(9) + (d.cid ?? "-").padding(10) + d.undo.rawValue.padding(9)
+            print(line + (d.lastCommit ?? "-"))
+        }
+        for d in disks {
+            if d.mapStatus == .corrupt, let why = d.mapReason { print("\(d.job)/\(d.disk): map corrupt: \(why)") }
+            switch d.undo {
+            case .none: break
+            case .pending:
+                print("\(d.job)/\(d.disk): unfinished pass \(d.undoPassId ?? "?") from generation \(d.undoStartGeneration.map { "\($0)" } ?? "?"): "
+                      + "recovery will \(d.undoAction ?? "?") — \(d.undoReason ?? "")")
+            case .corrupt:
+                print("\(d.job)/\(d.disk): undo journal corrupt: \(d.undoReason ?? "")")
+            }
         }
     }
 }
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-hash a replica against its .vzmap; exit 1 and name the first differing block on mismatch.")
+        abstract: "Re-hash a replica against its .vzmap; exit 1 and name the first differing block on mismatch.",
+        discussion: """
+        Exit 0: every block matches; 1: a block differs; 2: cannot verify (no replica, map missing \
+        or corrupt). --json prints one object: {"ok": true, "job", "disk", "blocks", "generation"}, \
+        or {"ok": false, "job", "disk", "mismatch": {"block", "offset", "expected", "actual"}}, \
+        or {"ok": false, "job", "disk", "error": {"kind", "message"}}.
+        """)
 
     @OptionGroup var root: RootOptions
-    @Option(help: "The job name.") var job: String
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
     @Option(help: "The disk name.") var disk: String
 
+    @Flag(help: "Print one JSON object instead of a sentence.")
+    var json = false
+
     func run() throws {
+        var result: [String: Any] = ["job": job, "disk": disk]
+        let sentence: String
+        let code: Int32
         do {
             let (blocks, generation) = try ReplicaInspector.verify(rootPath: root.root, job: job, disk: disk)
-            print("\(job)/\(disk): OK, \(blocks) blocks match the map (generation \(generation))")
+            result["ok"] = true; result["blocks"] = blocks; result["generation"] = generation
+            sentence = "OK, \(blocks) blocks match the map (generation \(generation))"
+            code = 0
         } catch let m as ReplicaInspector.Mismatch {
-            print("\(job)/\(disk): MISMATCH at \(m)")
-            throw ExitCode(1)
-        } catch let e as VZError {
-            print("\(job)/\(disk): cannot verify: \(e.message)")
-            throw ExitCode(2)
+            result["ok"] = false
+            result["mismatch"] = ["block": m.block, "offset": m.offset, "expected": m.expectedDescription, "actual": m.actualDescription]
+            sentence = "MISMATCH at \(m)"
+            code = 1
+        } catch {
+            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            result["ok"] = false
+            result["error"] = ["kind": e.kind.rawValue, "message": e.message]
+            sentence = "cannot verify: \(e.message)"
+            code = 2
         }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(job)/\(disk): \(sentence)")
+        }
+        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -163,7 +218,8 @@ struct Rollback: ParsableCommand {
         discussion: "A pass that already committed is not rolled back: only its leftover journal is removed.")
 
     @OptionGroup var root: RootOptions
-    @Option(help: "The job name.") var job: String
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
     @Option(help: "The disk name.") var disk: String
     @Option(help: "Wait this many seconds for a running session to release the disk.") var lockWait: Double = 10
     @OptionGroup var log: LogOptions

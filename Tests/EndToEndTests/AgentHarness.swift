@@ -39,8 +39,11 @@ final class AgentHarness {
         }
     }
 
+    /// Runs `argv` to its end. With `timeout`, a process still running after that many seconds
+    /// is killed (SIGKILL), so a hang fails the test instead of the suite.
     @discardableResult
-    static func run(_ argv: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> Result {
+    static func run(_ argv: [String], environment: [String: String] = [:], stdin: Data? = nil,
+                    timeout: Double? = nil) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
         p.arguments = Array(argv.dropFirst())
@@ -52,6 +55,12 @@ final class AgentHarness {
         p.standardError = err
         p.standardInput = inp
         try p.run()
+        if let timeout {
+            let pid = p.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak p] in
+                if let p, p.isRunning, p.processIdentifier == pid { kill(pid, SIGKILL) }
+            }
+        }
         if let stdin { inp.fileHandleForWriting.write(stdin) }
         try? inp.fileHandleForWriting.close()
         // Drain both pipes concurrently so neither fills up.
@@ -82,9 +91,9 @@ final class AgentHarness {
         return path
     }
 
-    func replicate(_ jobPath: String, environment: [String: String] = [:]) throws -> Result {
+    func replicate(_ jobPath: String, environment: [String: String] = [:], timeout: Double? = nil) throws -> Result {
         try AgentHarness.run([AgentHarness.source, "replicate", "--job", jobPath, "--log-file", dir + "/source.log"],
-                             environment: environment)
+                             environment: environment, timeout: timeout)
     }
 
     // MARK: disk images

@@ -84,9 +84,19 @@ final class FailureTests: XCTestCase {
         for f in invalid {
             let r = try AgentHarness.run([AgentHarness.source, "check-job", "--job", invalidDir.appendingPathComponent(f).path])
             XCTAssertEqual(r.status, 2, f)
-            // Each invalid sample names the field it breaks in its file name: "<field>--<why>.json".
+            // Each invalid sample names the field it breaks in its file name: "<field>--<why>.json"
+            // ("JSON--...": the file is not JSON at all).
             let field = String(f.split(separator: "-").first ?? "")
-            XCTAssertTrue(r.stderr.contains(field), "\(f): message does not name '\(field)': \(r.stderr)")
+            let named = field == "JSON" ? "not valid JSON" : "field '\(field)'"
+            XCTAssertTrue(r.stderr.contains(named), "\(f): message does not name '\(field)': \(r.stderr)")
+            if f.contains("unknown-field") {
+                XCTAssertTrue(r.stderr.contains("unknown field (known: "), "\(f): \(r.stderr)")
+            }
+            // check-job --json reports the same field on its own.
+            let j = try AgentHarness.run([AgentHarness.source, "check-job", "--json", "--job", invalidDir.appendingPathComponent(f).path])
+            XCTAssertEqual(j.status, 2, f)
+            let error = (try? JSONSerialization.jsonObject(with: j.output) as? [String: Any])?["error"] as? [String: Any]
+            XCTAssertEqual(error?["field"] as? String, field == "JSON" ? nil : field, "\(f): \(j.stdout)")
         }
     }
 }

@@ -190,7 +190,7 @@ final class ReplicationTests: XCTestCase {
         let list = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as? [[String: Any]])
         XCTAssertEqual(list.count, 1)
         XCTAssertEqual(list[0]["generation"] as? Int, 2)
-        XCTAssertEqual(list[0]["mapState"] as? String, "ok")
+        XCTAssertEqual(list[0]["mapStatus"] as? String, "valid")
         XCTAssertEqual(list[0]["capacityBytes"] as? Int, bs * blocks)
     }
 }

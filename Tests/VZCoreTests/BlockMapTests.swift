@@ -93,6 +93,18 @@ final class ByteCodingTests: XCTestCase {
         assertVZError(.corruptMap, containing: ["file.bin", "field 'y'", "at byte 2", "truncated"]) { try r.u8("y") }
     }
 
+    /// A value rejected after it was read is reported at the offset the field starts at, not at
+    /// the byte after it; a field not read yet, at the current offset.
+    func testFailNamesTheFieldsOwnOffset() throws {
+        var r = ByteReader([1, 2, 3, 4, 5, 6, 7], context: "f.bin", errorKind: .corruptMap)
+        _ = try r.u8("a")
+        _ = try r.u32("b")
+        XCTAssertTrue(r.fail("b", "bad").message.contains("field 'b' at byte 1:"), r.fail("b", "bad").message)
+        XCTAssertTrue(r.fail("c", "missing").message.contains("field 'c' at byte 5:"))
+        var s = ByteReader([3, 0, 0xFF, 0xFE, 0xFD], context: "f.bin")
+        XCTAssertThrowsError(try s.string("name")) { XCTAssertTrue("\($0)".contains("field 'name' at byte 0:"), "\($0)") }
+    }
+
     func testPatchU32() {
         var w = ByteWriter()
         w.u32(0); w.u8(7)

@@ -151,6 +151,91 @@ final class JobConfigTests: XCTestCase {
         }
     }
 
+    /// Regression: a field the agent does not know (a typo, or a field of a newer release) was
+    /// ignored silently, so `"blocksize": 65536` ran with 1 MiB blocks.
+    func testRegression_UnknownFieldsAreRefusedWithTheirPath() {
+        let base = #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
+        let cases: [(String, String, String)] = [
+            (#"{"job":"j","blocksize":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
+             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks)"),
+            (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
+             "compress", "unknown field"),
+            (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
+             "target.idleTimeout", "unknown field (known: transport, command, host, port, user, identity, hostKeySHA256, knownHosts, idleTimeoutSeconds, connectTimeoutSeconds)"),
+            (#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"},{"name":"e","source":"/y","blocksize":1}]}"#,
+             "disks[1].blocksize", "job.json: field 'disks[1].blocksize': unknown field (known: name, source, capacityBytes)"),
+            (#"{"job":"j","zz":1,"aa":2,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
+             "aa", "also unknown: zz"),
+        ]
+        XCTAssertNoThrow(try parse(base))
+        for (json, field, text) in cases {
+            assertVZError(.badJobFile, containing: ["field '\(field)': unknown field", text], field) { try parse(json) }
+            XCTAssertThrowsError(try JobConfig.decode(Array(json.utf8), fileName: "job.json")) { e in
+                XCTAssertEqual((e as? JobFileError)?.field, field)
+            }
+        }
+    }
+
+    /// Regression: integers went through Double, so a capacity above 2^53 was silently rounded
+    /// (2^62 + 512 became 2^62), and an odd one became a whole number of sectors.
+    func testRegression_LargeIntegersAreExactOrRefused() throws {
+        func job(capacity: String) -> String {
+            #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x","capacityBytes":"# + capacity + "}]}"
+        }
+        XCTAssertEqual(try parse(job(capacity: "4611686018427388416")).disks[0].capacityBytes, (1 << 62) + 512)
+        XCTAssertEqual(try parse(job(capacity: "18446744073709551104")).disks[0].capacityBytes, UInt64.max - 511)
+        assertVZError(.badJobFile, containing: ["field 'disks[0].capacityBytes'", "9007199254740993", "512-byte sectors"]) {
+            try parse(job(capacity: "9007199254740993"))
+        }
+        for bad in ["18446744073709551616", "-512", "512.5", "1e300"] {
+            assertVZError(.badJobFile, containing: ["field 'disks[0].capacityBytes'", "whole number from 0 to 18446744073709551615"], bad) {
+                try parse(job(capacity: bad))
+            }
+        }
+        for bad in ["0", "1000"] {
+            assertVZError(.badJobFile, containing: ["field 'disks[0].capacityBytes'", "\(bad) is not a disk size"], bad) {
+                try parse(job(capacity: bad))
+            }
+        }
+        assertVZError(.badJobFile, containing: ["field 'disks[0].capacityBytes': expected a non-negative whole number"]) {
+            try parse(job(capacity: #""10G""#))
+        }
+        XCTAssertNil(try parse(job(capacity: "null")).disks[0].capacityBytes)
+    }
+
+    /// Regression: `idleTimeoutSeconds: 1e-300` was accepted (any value above 0).
+    func testRegression_TimeoutsHaveASaneMinimum() throws {
+        func job(_ field: String, _ value: String) -> String {
+            #"{"job":"j","target":{"transport":"exec","command":["t"],""# + field + #"":"# + value + #"},"disks":[{"name":"d","source":"/x"}]}"#
+        }
+        for (field, max) in [("idleTimeoutSeconds", "86400"), ("connectTimeoutSeconds", "3600")] {
+            for bad in ["1e-300", "0.5", "0", "-1"] {
+                assertVZError(.badJobFile, containing: ["field 'target.\(field)'", "between 1 and \(max) seconds"], "\(field) \(bad)") {
+                    try parse(job(field, bad))
+                }
+            }
+            XCTAssertNoThrow(try parse(job(field, "1")), field)
+            XCTAssertNoThrow(try parse(job(field, max)), field)
+        }
+    }
+
+    func testTypeErrorsKeepTheirMessages() {
+        let cases: [(String, String)] = [
+            (#"{"job":"j","blockSize":"1M","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
+             "field 'blockSize': expected a non-negative whole number"),
+            (#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":{"name":"d"}}"#, "field 'disks': expected a list"),
+            (#"{"job":"j","target":["exec"],"disks":[{"name":"d","source":"/x"}]}"#, "field 'target': expected an object"),
+            (#"{"job":"j","target":{"transport":"ssh","host":"h","port":22.5,"user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#,
+             "field 'target.port': 22.5 is not exactly a whole number from 0 to 65535"),
+            (#"{"job":"j","whitespace":1,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
+             "field 'whitespace': expected true or false"),
+            ("[1]", "x.json: the file must hold one JSON object"),
+        ]
+        for (json, text) in cases {
+            assertVZError(.badJobFile, containing: [text], text) { try parse(json, file: "x.json") }
+        }
+    }
+
     func testNotJSON() {
         for text in ["", "{", "job: j", "[1,2]", "null", "{\"job\":\"j\",}"] {
             assertVZError(.badJobFile, containing: ["x.json"], "'\(text)'") { try parse(text, file: "x.json") }

@@ -149,24 +149,38 @@ final class VzmapFileTests: XCTestCase {
 
     func testFieldsAreNamed() {
         let good = VzmapFile.encode(sampleMap(), generation: 1, createdUnixSeconds: 1)
-        func check(_ field: String, _ extra: [String] = [], _ mutate: (inout [UInt8]) -> Void) {
+        // Each field is named with the offset it starts at (Docs/formats.md).
+        func check(_ field: String, at offset: Int, _ extra: [String] = [], _ mutate: (inout [UInt8]) -> Void) {
             var b = good
             mutate(&b)
-            assertCorrupt(b, field, containing: ["field '\(field)'"] + extra)
+            assertCorrupt(b, field, containing: ["field '\(field)' at byte \(offset):"] + extra)
         }
-        check("magic") { $0[0] = UInt8(ascii: "X") }
-        check("version", ["version 2"]) { patch(&$0, at: 8, UInt32(2)); resealHeader(&$0) }
-        check("blockSize", ["100000"]) { patch(&$0, at: 12, UInt32(100_000)); resealHeader(&$0) }
-        check("blockSize", ["32768"]) { patch(&$0, at: 12, UInt32(32768)); resealHeader(&$0) }
-        check("entryCount", ["12 entries"]) { patch(&$0, at: 32, UInt64(12)); resealHeader(&$0) }
-        check("entrySize") { patch(&$0, at: 40, UInt32(32)); resealHeader(&$0) }
-        check("flags") { patch(&$0, at: 44, UInt32(1)); resealHeader(&$0) }
-        check("headerCRC32C", ["mismatch"]) { $0[50] ^= 0x01 }   // createdUnixSeconds: only the checksum covers it
-        check("headerCRC32C", ["mismatch"]) { $0[57] ^= 0x01 }   // reserved
-        check("entriesCRC32C", ["mismatch"]) { $0[64 + 5] ^= 0x10 }
-        check("trailerMagic") { $0[$0.count - 1] = 0 }
+        let end = good.count - 8
+        check("magic", at: 0) { $0[0] = UInt8(ascii: "X") }
+        check("version", at: 8, ["version 2"]) { patch(&$0, at: 8, UInt32(2)); resealHeader(&$0) }
+        check("blockSize", at: 12, ["100000"]) { patch(&$0, at: 12, UInt32(100_000)); resealHeader(&$0) }
+        check("blockSize", at: 12, ["32768"]) { patch(&$0, at: 12, UInt32(32768)); resealHeader(&$0) }
+        check("entryCount", at: 32, ["12 entries"]) { patch(&$0, at: 32, UInt64(12)); resealHeader(&$0) }
+        check("entrySize", at: 40) { patch(&$0, at: 40, UInt32(32)); resealHeader(&$0) }
+        check("flags", at: 44) { patch(&$0, at: 44, UInt32(1)); resealHeader(&$0) }
+        check("headerCRC32C", at: 60, ["mismatch"]) { $0[50] ^= 0x01 }   // createdUnixSeconds: only the checksum covers it
+        check("headerCRC32C", at: 60, ["mismatch"]) { $0[57] ^= 0x01 }   // reserved
+        check("entriesCRC32C", at: end, ["mismatch"]) { $0[64 + 5] ^= 0x10 }
+        check("trailerMagic", at: end + 4) { $0[$0.count - 1] = 0 }
         // A capacity that needs a different entry count is caught by the count check.
-        check("entryCount") { patch(&$0, at: 16, UInt64(100 * 65536)); resealHeader(&$0) }
+        check("entryCount", at: 32) { patch(&$0, at: 16, UInt64(100 * 65536)); resealHeader(&$0) }
+    }
+
+    /// Regression: a value rejected after it was read was reported at the byte after it (version
+    /// at byte 12 instead of 8), and the trailer and entries at offsets counted from their slice.
+    func testRegression_ErrorsNameTheFieldsOwnOffset() {
+        var b = VzmapFile.encode(sampleMap(), generation: 1, createdUnixSeconds: 1)
+        patch(&b, at: 8, UInt32(3))
+        resealHeader(&b)
+        assertCorrupt(b, "version 3", containing: ["field 'version' at byte 8:"])
+        var t = VzmapFile.encode(sampleMap(), generation: 1, createdUnixSeconds: 1)
+        t[t.count - 2] = 0
+        assertCorrupt(t, "trailer", containing: ["field 'trailerMagic' at byte \(t.count - 4):"])
     }
 
     /// A map whose checksums are right but whose entries are invalid (a kind byte out of range)
@@ -177,7 +191,7 @@ final class VzmapFileTests: XCTestCase {
         let end = b.count - 8
         let crc = CRC32C.checksum(b[64..<end])
         for i in 0..<4 { b[end + i] = UInt8(truncatingIfNeeded: crc >> (8 * i)) }
-        assertCorrupt(b, "entry kind 9", containing: ["entries[1].kind"])
+        assertCorrupt(b, "entry kind 9", containing: ["field 'entries[1].kind' at byte 97:"])
     }
 
     private func assertCorrupt(_ bytes: [UInt8], _ what: String, containing parts: [String] = [],

@@ -211,9 +211,11 @@ final class UndoJournalFormatTests: XCTestCase {
         ]
         for (e, field) in cases {
             let rec = F.encodeRecord(kind: .zeros, passID: passID, sequence: 0, extent: e)
+            // The record starts right after the 200-byte header; offset is at +32, length at +40.
+            let at = 200 + (field == "offset" ? 32 : 40)
             XCTAssertThrowsError(try UndoJournalDecoder.decodeAll(try F.encodeHeader(h) + rec, fileName: "d1.vzundo"), "\(e)") { err in
                 XCTAssertEqual((err as? VZError)?.kind, .corruptJournal)
-                XCTAssertTrue("\(err)".contains("'\(field)'"), "\(err)")
+                XCTAssertTrue("\(err)".contains("record 0 at byte 200: field '\(field)' at byte \(at):"), "\(err)")
                 XCTAssertTrue("\(err)".contains("d1.vzundo"), "\(err)")
             }
         }
@@ -226,32 +228,33 @@ final class UndoJournalFormatTests: XCTestCase {
             let crc = CRC32C.checksum(b[0..<196])
             for i in 0..<4 { b[196 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
         }
-        let cases: [(String, Bool, (inout [UInt8]) -> Void)] = [
-            ("magic", false, { $0[0] = UInt8(ascii: "X") }),
-            ("version", false, { $0[8] = 2 }),
-            ("headerSize", false, { $0[12] = 201 }),
-            ("headerCRC32C", false, { $0[24] ^= 1 }),
-            ("headerCRC32C", false, { $0[197] ^= 0x10 }),
-            ("blockSize", true, { $0[16] = 0; $0[17] = 0x10; $0[18] = 0 }),   // 4096
-            ("blockSize", true, { $0[18] = 3 }),                              // not a power of two
-            ("flags", true, { $0[20] = 1 }),
-            ("capacity", true, { for i in 24..<32 { $0[i] = 0 } }),
-            ("reserved", true, { $0[66] = 1 }),
-            ("jobNameLength", true, { $0[64] = 0 }),
-            ("diskNameLength", true, { $0[65] = 65 }),
-            ("jobName", true, { $0[70] = 0xFF }),                  // invalid UTF-8
-            ("jobName", true, { $0[100] = 1 }),                    // bytes after the name
-            ("diskName", true, { $0[132] = UInt8(ascii: "/") }),  // NameRules
-            ("diskName", true, { $0[132] = UInt8(ascii: ".") }),  // starts with '.'
+        // (field, the offset the field starts at, whether the header is resealed, the damage)
+        let cases: [(String, Int, Bool, (inout [UInt8]) -> Void)] = [
+            ("magic", 0, false, { $0[0] = UInt8(ascii: "X") }),
+            ("version", 8, false, { $0[8] = 2 }),
+            ("headerSize", 12, false, { $0[12] = 201 }),
+            ("headerCRC32C", 196, false, { $0[24] ^= 1 }),
+            ("headerCRC32C", 196, false, { $0[197] ^= 0x10 }),
+            ("blockSize", 16, true, { $0[16] = 0; $0[17] = 0x10; $0[18] = 0 }),   // 4096
+            ("blockSize", 16, true, { $0[18] = 3 }),                              // not a power of two
+            ("flags", 20, true, { $0[20] = 1 }),
+            ("capacity", 24, true, { for i in 24..<32 { $0[i] = 0 } }),
+            ("reserved", 66, true, { $0[66] = 1 }),
+            ("jobNameLength", 64, true, { $0[64] = 0 }),
+            ("diskNameLength", 65, true, { $0[65] = 65 }),
+            ("jobName", 68, true, { $0[70] = 0xFF }),                  // invalid UTF-8
+            ("jobName", 68, true, { $0[100] = 1 }),                    // bytes after the name
+            ("diskName", 132, true, { $0[132] = UInt8(ascii: "/") }),  // NameRules
+            ("diskName", 132, true, { $0[132] = UInt8(ascii: ".") }),  // starts with '.'
         ]
-        for (field, resealed, mutate) in cases {
+        for (field, offset, resealed, mutate) in cases {
             var b = good
             mutate(&b)
             if resealed { reseal(&b) }
             XCTAssertThrowsError(try F.decodeHeader(b, fileName: "/ds/job/d.vzundo"), field) { e in
                 XCTAssertEqual((e as? VZError)?.kind, .corruptJournal, field)
                 XCTAssertTrue("\(e)".contains("/ds/job/d.vzundo"), "\(e)")
-                XCTAssertTrue("\(e)".contains("'\(field)'"), "expected field \(field): \(e)")
+                XCTAssertTrue("\(e)".contains("field '\(field)' at byte \(offset):"), "expected field \(field) at byte \(offset): \(e)")
             }
             // The streaming decoder says the same.
             var d = UndoJournalDecoder(fileName: "/ds/job/d.vzundo")
@@ -262,5 +265,21 @@ final class UndoJournalFormatTests: XCTestCase {
         var d = UndoJournalDecoder(fileName: "x")
         d.append(Array("#!/bin/sh\n".utf8))
         XCTAssertThrowsError(try d.nextRecord()) { XCTAssertTrue("\($0)".contains("'magic'")) }
+    }
+
+    /// Regression: a value rejected after it was read was reported at the byte after it (version
+    /// at byte 12, blockSize at 20, jobNameLength at 68); a truncated header was reported at its
+    /// length instead of the header's offset.
+    func testRegression_ErrorsNameTheFieldsOwnOffset() throws {
+        var b = try F.encodeHeader(header)
+        b[8] = 7
+        let truncated = Array(try F.encodeHeader(header).prefix(150))
+        for (bytes, parts) in [(b, ["field 'version' at byte 8:", "version 7"]),
+                               (truncated, ["field 'header' at byte 0:", "after 150 bytes", "truncated"])] {
+            XCTAssertThrowsError(try F.decodeHeader(bytes, fileName: "d.vzundo")) { e in
+                XCTAssertEqual((e as? VZError)?.kind, .corruptJournal)
+                for p in parts { XCTAssertTrue("\(e)".contains(p), "'\(e)' does not mention '\(p)'") }
+            }
+        }
     }
 }
