@@ -20,6 +20,7 @@ public final class RawBlockReader: BlockReader {
             throw disk.map { VZError(e.kind, "disk '\($0)': \(e.message)") } ?? e
         }
         // Sequential scan: ask the kernel for aggressive read-ahead.
+        // Advice only: it returns an error number instead of setting errno, and its failure changes nothing.
         _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
     }
 

@@ -286,7 +286,8 @@ public struct RollbackScript: Sendable, Equatable {
     static func write(_ bytes: [UInt8], in directory: Directory, disk: String) throws {
         let temp = DiskFiles(disk: disk).scriptTemp
         let f = try directory.open(temp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o755)
-        guard fchmod(f.fd, 0o755) == 0 else { throw Syscall.error("fchmod 0755", f.path, errno, kind: .replicaIO) }
+        let (r, e) = Syscall.retrying { fchmod(f.fd, 0o755) }
+        guard r == 0 else { throw Syscall.error("fchmod 0755", f.path, e, kind: .replicaIO) }
         try f.write(at: 0, bytes)
         try f.sync()
         f.close()
