@@ -23,6 +23,14 @@ final class FaultTests: XCTestCase {
         var sawCommittedWithJournal = false
     }
 
+    /// Interleaving: the writer thread's replica writes and the submitting thread's journal
+    /// writes and fsyncs are counted in whatever order they happen, so which operation is the
+    /// k-th can differ between runs. The sweep does not depend on it: every operation before the
+    /// commit rename is counted before it (the writer is joined before the commit), so the
+    /// boundary (`firstCommitted == lastRolledBack + 1`) is the same for every interleaving, and
+    /// each invariant below holds for whatever state a kill leaves. ApplyPathPowerLossTests forces
+    /// both extreme interleavings in process and checks the undo invariant at every write.
+    ///
     /// `kill-at:k` for k = 1, 2, ... until the pass completes: after each kill the source fails,
     /// `recover` settles the disk, the invariants hold, and the next pass converges (with
     /// `convergeEach` false, only the first time each kind of state is met, to save time).
