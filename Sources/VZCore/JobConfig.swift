@@ -55,6 +55,9 @@ public struct JobConfig: Codable, Equatable, Sendable {
         public var knownHosts: String?
         /// A pass fails when nothing arrives from the target for this long.
         public var idleTimeoutSeconds: Double?
+        /// A pass fails when the target sends nothing but keepalives for this long (alive, but
+        /// stuck); default 300 (Docs/protocol.md §4).
+        public var progressTimeoutSeconds: Double?
         public var connectTimeoutSeconds: Double?
     }
 
@@ -130,6 +133,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
             }
         }
         if let t = target.idleTimeoutSeconds, !(t > 0 && t <= 86400) { throw bad("target.idleTimeoutSeconds", "\(t) is not between 0 and 86400") }
+        if let t = target.progressTimeoutSeconds, !(t > 0 && t <= 86400) { throw bad("target.progressTimeoutSeconds", "\(t) is not between 0 and 86400") }
         if let t = target.connectTimeoutSeconds, !(t > 0 && t <= 3600) { throw bad("target.connectTimeoutSeconds", "\(t) is not between 0 and 3600") }
     }
 

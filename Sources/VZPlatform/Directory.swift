@@ -100,6 +100,7 @@ public final class Directory: @unchecked Sendable {
         let (from, to) = (try checked(from), try checked(to))
         let (r, e) = Syscall.retrying { renameat(fd, from, fd, to) }
         guard r == 0 else { throw Syscall.error("rename \(from) ->", "\(path)/\(to)", e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
     }
 
     /// Removes `name`; a missing file is not an error (removal is idempotent for recovery).
@@ -112,6 +113,7 @@ public final class Directory: @unchecked Sendable {
         if injected != 0 { throw Syscall.error("unlink", "\(path)/\(name)", injected, kind: .replicaIO) }
         let (r, e) = Syscall.retrying { unlinkat(fd, name, 0) }
         guard r == 0 || e == ENOENT else { throw Syscall.error("unlink", "\(path)/\(name)", e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
         return r == 0
     }
 
@@ -120,6 +122,7 @@ public final class Directory: @unchecked Sendable {
         if injected != 0 { throw Syscall.error("fsync directory", path, injected, kind: .replicaIO) }
         let (r, e) = Syscall.retrying { fsync(fd) }
         guard r == 0 else { throw Syscall.error("fsync directory", path, e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
     }
 
     /// Names of the entries (not "." and ".."), sorted.

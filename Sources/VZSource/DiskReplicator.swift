@@ -77,8 +77,9 @@ final class DiskReplicator {
             }
         }
 
-        // An unchanged disk sends nothing for as long as hashing takes: heartbeat meanwhile.
-        let committed: Message.DiskCommitted = try channel.withHeartbeat {
+        // An unchanged disk sends nothing for as long as hashing takes: heartbeat meanwhile, with
+        // the bytes dealt with as progress (and stop at once if a beat finds the target gone).
+        let committed: Message.DiskCommitted = try channel.withHeartbeat { heartbeat in
             var done = 0
             try pipeline.run(produce: { submit in
                 for i in 0..<blockCount { try submit(i) }
@@ -102,6 +103,7 @@ final class DiskReplicator {
                     result.dataBlocks += 1
                 }
                 done += 1
+                try heartbeat.advance(by: UInt64(job.blockSize))
                 if Date().timeIntervalSince(lastProgress) >= 1 {
                     lastProgress = Date()
                     events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,

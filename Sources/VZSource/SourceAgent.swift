@@ -61,7 +61,7 @@ public final class SourceAgent {
             current = nil
             let stream = try TransportFactory.connect(job.target, logger: logger)
             defer { stream.close() }
-            let channel = MessageChannel(stream: stream, peerName: "target")
+            let channel = MessageChannel(stream: stream, peerName: "target", limits: TransportFactory.limits(job.target))
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
             try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"))
             guard case let .helloAck(targetVersion) = try receiveOrExplain(channel, "the target's answer to hello") else {

@@ -1,11 +1,17 @@
 import Logging
 import VZCore
 import VZTransportLocal
+import VZWire
 import VZTransportSSH
 
 /// Builds the byte stream to the target from the job file's `target` section.
 enum TransportFactory {
     static let defaultIdleTimeout = 30.0
+
+    /// The receive deadlines the source holds the target to (Docs/protocol.md §4).
+    static func limits(_ t: JobConfig.TargetConfig) -> MessageChannel.Limits {
+        MessageChannel.Limits(progressTimeout: t.progressTimeoutSeconds ?? MessageChannel.Limits.defaultProgressTimeout)
+    }
 
     static func connect(_ t: JobConfig.TargetConfig, logger: Logger) throws -> ByteStream {
         let idle = t.idleTimeoutSeconds ?? defaultIdleTimeout

@@ -43,7 +43,12 @@ public final class ChildProcessTransport: ByteStream {
     deinit { close() }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try stream.read(into: buffer) }
+    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Double?) throws -> Int? {
+        try stream.read(into: buffer, timeout: timeout)
+    }
+    public func interruptRead() { stream.interruptRead() }
     public func write(_ bytes: UnsafeRawBufferPointer) throws { try stream.write(bytes) }
+    public func canWriteWithoutBlocking(_ count: Int) -> Bool { stream.canWriteWithoutBlocking(count) }
     public func closeWrite() { stream.closeWrite() }
 
     /// Closes the pipes and waits for the child, which ends when its stdin closes (after rolling

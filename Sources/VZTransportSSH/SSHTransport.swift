@@ -101,15 +101,34 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
 
     /// Reads what the remote command wrote to stdout; 0 once it has closed it (EOF).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try read(into: buffer, timeout: nil) ?? 0
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Double?) throws -> Int? {
         guard buffer.count > 0 else { return 0 }
-        let outcome = try session.run(.reader, .read, .idle(since: MonotonicClock.now(), what: "read")) {
-            // stderr first: unread stderr would hold the channel window (and the target) still.
-            _ = session.drainStderrLocked()
-            guard let ch = session.channel else { return 0 }
-            return vz_ssh2_channel_read(ch, buffer.baseAddress, buffer.count)
+        let now = MonotonicClock.now()
+        let outcome: SSHSession.Outcome
+        do {
+            outcome = try session.run(.reader, .read, .idle(since: now, what: "read", until: timeout.map { now + $0 })) {
+                // stderr first: unread stderr would hold the channel window (and the target) still.
+                _ = session.drainStderrLocked()
+                guard let ch = session.channel else { return 0 }
+                return vz_ssh2_channel_read(ch, buffer.baseAddress, buffer.count)
+            }
+        } catch is SSHSession.CallerDeadline {
+            return nil
         }
         if outcome.rc < 0 { throw session.dataError(outcome, during: "reading from the remote command") }
         return outcome.rc
+    }
+
+    public func interruptRead() { session.interrupt(.reader) }
+
+    /// The server's window and the socket can take `count` bytes now, and no packet is half sent.
+    public func canWriteWithoutBlocking(_ count: Int) -> Bool {
+        session.lock(); defer { session.unlock() }
+        guard !session.closed, let ch = session.channel else { return true }
+        return !session.hasPendingPacket && vz_ssh2_channel_window_write(ch) >= UInt(count) && session.socketWritable()
     }
 
     /// Writes all of `bytes`. libssh2 takes at most ~32 KiB (one SSH packet) per call, straight
