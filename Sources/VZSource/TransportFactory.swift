@@ -18,7 +18,8 @@ enum TransportFactory {
         switch t.transport {
         case .exec:
             logger.info("starting target agent: \((t.command ?? []).joined(separator: " "))")
-            return try ChildProcessTransport(command: t.command ?? [], idleTimeout: idle)
+            // After its stdin closes, the agent gets the idle timeout to exit, then SIGTERM, SIGKILL.
+            return try ChildProcessTransport(command: t.command ?? [], idleTimeout: idle, exitGrace: idle)
         case .ssh:
             let options = SSHTransport.Options(
                 host: t.host ?? "", port: t.port ?? 22, user: t.user ?? "", identityFile: t.identity ?? "",
