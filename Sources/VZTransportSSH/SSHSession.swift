@@ -56,8 +56,12 @@ final class SSHSession: @unchecked Sendable {
     private let pollSet: UnsafeMutablePointer<pollfd>
     private let stderrBuffer: UnsafeMutableRawBufferPointer
     private var stderrLine: [UInt8] = []
+    private var lastCompleteStderrLine = ""
     /// Actors whose calls fail at once (`interrupt`): the reader of a session that is ending.
     private var interrupted: [Bool] = [false, false, false]
+    /// How the remote command ended, once the service thread or a stalled writer saw its
+    /// exit-signal or non-zero exit-status: writes then fail at once, naming it.
+    private(set) var remoteExit: PeerExit?
 
     /// Takes ownership of `socket` (closed by `close()`, also when this init throws).
     init(socket: Int32, peer: String, idleTimeout: Double, logger: Logger) throws {
@@ -252,7 +256,10 @@ final class SSHSession: @unchecked Sendable {
             guard rc > 0 else { break }
             for byte in UnsafeRawBufferPointer(rebasing: stderrBuffer[0..<rc]) {
                 if byte == 0x0A || stderrLine.count >= 2048 {
-                    logger.notice("target stderr: \(String(decoding: stderrLine, as: UTF8.self))")
+                    let line = String(decoding: stderrLine, as: UTF8.self)
+                    logger.notice("target stderr: \(line)")
+                    let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !trimmed.isEmpty { lastCompleteStderrLine = trimmed }
                     stderrLine.removeAll(keepingCapacity: true)
                     if byte == 0x0A { continue }
                 }
@@ -260,6 +267,39 @@ final class SSHSession: @unchecked Sendable {
             }
         }
         return rc
+    }
+
+    /// The last non-empty line the remote command wrote to stderr (a partial one counts). Lock held.
+    var lastStderrLineLocked: String? {
+        let partial = String(decoding: stderrLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let line = partial.isEmpty ? lastCompleteStderrLine : partial
+        return line.isEmpty ? nil : line
+    }
+
+    /// Looks for the remote command's exit-signal or non-zero exit-status among what libssh2 has
+    /// read so far, and records it (`remoteExit`), waking a blocked reader or writer. (A clean
+    /// exit 0 looks like no status at all: that one is only known once the channel closes.)
+    /// Lock held.
+    @discardableResult
+    func checkRemoteExitLocked() -> PeerExit? {
+        if let e = remoteExit { return e }
+        guard !closed, let ch = channel else { return nil }
+        var name: UnsafeMutablePointer<CChar>?
+        var length = 0
+        _ = libssh2_channel_get_exit_signal(ch, &name, &length, nil, nil, nil, nil)
+        var found: PeerExit?
+        if let n = name {
+            found = PeerExit(signal: String(cString: n))
+            libssh2_free(session, n)
+        } else {
+            let status = libssh2_channel_get_exit_status(ch)
+            if status != 0 { found = PeerExit(status: status) }
+        }
+        guard var e = found else { return nil }
+        e.lastStderrLine = lastStderrLineLocked
+        remoteExit = e
+        for a in [Actor.reader, .writer] where waiting[a.rawValue] { kickNow(a) }
+        return e
     }
 
     /// Makes `actor`'s current and later calls fail at once. Any thread.
