@@ -67,7 +67,9 @@ public final class SourceAgent {
             let channel = MessageChannel(stream: transport, peerName: "target", limits: TransportFactory.limits(job.target))
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
             greeted = true
-            try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"))
+            // A target that refuses at once (its root is missing) may be gone before hello is
+            // written: its error frame then says why, not the broken pipe.
+            try withTargetExplanation(channel) { try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)")) }
             guard case let .helloAck(targetVersion) = try receiveOrExplain(channel, "the target's answer to hello") else {
                 throw VZError(.protocolViolation, "target: expected helloAck")
             }
