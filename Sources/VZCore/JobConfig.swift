@@ -57,20 +57,24 @@ public struct JobConfig: Codable, Equatable, Sendable {
         public var knownHosts: String?
         /// A pass fails when nothing arrives from the target for this long.
         public var idleTimeoutSeconds: Double?
+        /// A pass fails when the target sends nothing but keepalives for this long (alive, but
+        /// stuck); default 300 (Docs/protocol.md §4).
+        public var progressTimeoutSeconds: Double?
         public var connectTimeoutSeconds: Double?
 
         /// The fields `target` may have; any other is refused (one case per field).
         private enum CodingKeys: String, CodingKey, CaseIterable {
             case transport, command, host, port, user, identity, hostKeySHA256, knownHosts
-            case idleTimeoutSeconds, connectTimeoutSeconds
+            case idleTimeoutSeconds, progressTimeoutSeconds, connectTimeoutSeconds
         }
 
         public init(transport: Transport, command: [String]? = nil, host: String? = nil, port: Int? = nil,
                     user: String? = nil, identity: String? = nil, hostKeySHA256: String? = nil, knownHosts: String? = nil,
-                    idleTimeoutSeconds: Double? = nil, connectTimeoutSeconds: Double? = nil) {
+                    idleTimeoutSeconds: Double? = nil, progressTimeoutSeconds: Double? = nil, connectTimeoutSeconds: Double? = nil) {
             self.transport = transport; self.command = command; self.host = host; self.port = port; self.user = user
             self.identity = identity; self.hostKeySHA256 = hostKeySHA256; self.knownHosts = knownHosts
-            self.idleTimeoutSeconds = idleTimeoutSeconds; self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.idleTimeoutSeconds = idleTimeoutSeconds; self.progressTimeoutSeconds = progressTimeoutSeconds
+            self.connectTimeoutSeconds = connectTimeoutSeconds
         }
 
         public init(from decoder: Decoder) throws {
@@ -85,6 +89,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
             hostKeySHA256 = try c.decodeIfPresent(String.self, forKey: .hostKeySHA256)
             knownHosts = try c.decodeIfPresent(String.self, forKey: .knownHosts)
             idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds)
+            progressTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .progressTimeoutSeconds)
             connectTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .connectTimeoutSeconds)
         }
     }
@@ -193,6 +198,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
             }
         }
         let timeouts = [("idleTimeoutSeconds", target.idleTimeoutSeconds, JobConfig.maxIdleTimeoutSeconds),
+                        ("progressTimeoutSeconds", target.progressTimeoutSeconds, JobConfig.maxIdleTimeoutSeconds),
                         ("connectTimeoutSeconds", target.connectTimeoutSeconds, JobConfig.maxConnectTimeoutSeconds)]
         for case let (name, t?, max) in timeouts where !(t >= JobConfig.minTimeoutSeconds && t <= max) {
             return ("target.\(name)", "\(t) is not between \(Int(JobConfig.minTimeoutSeconds)) and \(Int(max)) seconds")

@@ -26,10 +26,13 @@ public enum Message: Equatable, Sendable {
     /// Either way: "still working" during a long silence (hashing an unchanged disk, rebuilding a
     /// map, flushing a replica), so the peer's idle timeout only fires for a dead peer.
     case keepalive
+    /// Either way (protocol version 2): like a keepalive, and the sender's work count, which
+    /// grows while a long step advances. A count that did not grow is only a keepalive.
+    case progress(UInt64)
 
     public enum MessageType: UInt8 {
         case hello = 1, helloAck = 2, openDisk = 3, diskState = 4, mapChunk = 5, blockData = 6
-        case zeroExtent = 7, commitDisk = 8, diskCommitted = 9, bye = 10, error = 11, keepalive = 12
+        case zeroExtent = 7, commitDisk = 8, diskCommitted = 9, bye = 10, error = 11, keepalive = 12, progress = 13
     }
 
     public struct OpenDisk: Equatable, Sendable {
@@ -105,6 +108,7 @@ public enum Message: Equatable, Sendable {
         case .bye: return .bye
         case .error: return .error
         case .keepalive: return .keepalive
+        case .progress: return .progress
         }
     }
 
@@ -131,6 +135,8 @@ public enum Message: Equatable, Sendable {
             w.u64(scanned)
         case let .diskCommitted(c):
             w.u64(c.generation); w.u64(c.changedBytes); w.u64(c.zeroBytes)
+        case let .progress(count):
+            w.u64(count)
         case .bye, .keepalive:
             break
         case let .error(kind, message):
@@ -223,6 +229,8 @@ public enum Message: Equatable, Sendable {
             m = .bye
         case .keepalive:
             m = .keepalive
+        case .progress:
+            m = .progress(try r.u64("count"))
         case .error:
             m = .error(kind: try r.string("kind", maxLength: 64), message: try r.string("message"))
         }

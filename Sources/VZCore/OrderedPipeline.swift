@@ -9,6 +9,10 @@ import Foundation
 /// items still in flight are dropped. An error of the producer (say, the connection closed) is
 /// an end of input: the items submitted before it are still processed, so an error in one of
 /// those — the reason the peer hung up — is the one reported.
+///
+/// A producer may block outside `submit` (the target's waits in a network read): when the
+/// pipeline fails while the producer is still running, `interruptProducer` is called so that it
+/// returns at once and the failure is reported now, not whenever the peer next sends something.
 public final class OrderedPipeline<Input, Output> {
     private let workers: Int
     private let depth: Int
@@ -33,7 +37,7 @@ public final class OrderedPipeline<Input, Output> {
     /// `produce` is called on its own thread with a `submit` function (which blocks while `depth`
     /// items are in flight); `consume` is called on the calling thread, in order.
     public func run(produce: @escaping (_ submit: (Input) throws -> Void) throws -> Void,
-                    consume: (Output) throws -> Void) throws {
+                    consume: (Output) throws -> Void, interruptProducer: (() -> Void)? = nil) throws {
         let group = DispatchGroup()
         let producer = Thread { [self] in
             defer { group.leave() }
@@ -59,8 +63,10 @@ public final class OrderedPipeline<Input, Output> {
             // Stop the threads on any exit path, then wait for them: none may outlive `run`.
             cond.lock()
             if failure == nil && !(producedAll && inFlight == 0) { failure = CancellationError() }
+            let producerRunning = !producedAll
             cond.broadcast()
             cond.unlock()
+            if producerRunning { interruptProducer?() }
             group.wait()
         }
         var next = 0

@@ -11,6 +11,9 @@ public struct VZError: Error, CustomStringConvertible, Equatable, Sendable {
         // transport (libssh2 / child process)
         case connectionRefused, connectionLost, timeout, dnsFailure
         case hostKeyMismatch, hostKeyUnknown, authenticationFailed, noAcceptableCipher, transport
+        /// The target agent could not be started or exited before its banner (command not found,
+        /// a missing library): permanent until someone installs or fixes it.
+        case targetUnavailable
         // target side
         case targetRefused, corruptMap, corruptJournal, replicaIO, noSpace, pathOutsideRoot, locked
         // anything else

@@ -121,6 +121,7 @@ public final class Directory: @unchecked Sendable {
         let (from, to) = (try checked(from), try checked(to))
         let (r, e) = Syscall.call(.rename) { renameat(fd, from, fd, to) }
         guard r == 0 else { throw Syscall.error("rename \(from) ->", "\(path)/\(to)", e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
     }
 
     /// Removes `name`; a missing file is not an error (removal is idempotent for recovery).
@@ -131,12 +132,14 @@ public final class Directory: @unchecked Sendable {
         guard exists(name) else { return false }
         let (r, e) = Syscall.call(.unlink) { unlinkat(fd, name, 0) }
         guard r == 0 || e == ENOENT else { throw Syscall.error("unlink", "\(path)/\(name)", e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
         return r == 0
     }
 
     public func sync() throws {
         let (r, e) = Syscall.call(.fsync) { fsync(fd) }
         guard r == 0 else { throw Syscall.error("fsync directory", path, e, kind: .replicaIO) }
+        DiskActivity.counter.add(1)
     }
 
     /// Names of the entries (not "." and ".."), sorted.

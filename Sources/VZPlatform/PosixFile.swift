@@ -56,6 +56,7 @@ public final class PosixFile: @unchecked Sendable {
             }
             done += n
         }
+        DiskActivity.counter.add(UInt64(buffer.count))
     }
 
     public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws {
@@ -67,6 +68,7 @@ public final class PosixFile: @unchecked Sendable {
             if n < 0 { throw Syscall.error("pwrite at offset \(offset + UInt64(done)) of", path, e, kind: errorKind) }
             done += n
         }
+        DiskActivity.counter.add(UInt64(bytes.count))
     }
 
     public func write(at offset: UInt64, _ bytes: [UInt8]) throws {
@@ -78,6 +80,7 @@ public final class PosixFile: @unchecked Sendable {
     public func sync() throws {
         let (r, e) = Syscall.call(.fsync) { fsync(fd) }
         guard r == 0 else { throw Syscall.error("fsync", path, e, kind: errorKind) }
+        DiskActivity.counter.add(1)
     }
 
     public func truncate(to size: UInt64) throws {
@@ -89,6 +92,7 @@ public final class PosixFile: @unchecked Sendable {
     public func punchHole(_ extent: Extent) throws {
         let (r, e) = Syscall.call(.punch) { vz_punch_hole(fd, Int64(extent.offset), Int64(extent.length)) }
         guard r == 0 else { throw Syscall.error("fallocate(PUNCH_HOLE) \(extent) of", path, e, kind: errorKind) }
+        DiskActivity.counter.add(1)
     }
 
     /// The first data at or after `offset`, or nil when only a hole follows (SEEK_DATA).

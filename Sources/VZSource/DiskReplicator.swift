@@ -82,8 +82,9 @@ final class DiskReplicator {
             }
         }
 
-        // An unchanged disk sends nothing for as long as hashing takes: heartbeat meanwhile.
-        let committed: Message.DiskCommitted = try channel.withHeartbeat {
+        // An unchanged disk sends nothing for as long as hashing takes: heartbeat meanwhile, with
+        // the bytes dealt with as progress (and stop at once if a beat finds the target gone).
+        let committed: Message.DiskCommitted = try channel.withHeartbeat { heartbeat in
             var done = 0
             try pipeline.run(produce: { submit in
                 for block in plan.blocks { try submit(block) }
@@ -109,6 +110,7 @@ final class DiskReplicator {
                 }
                 done += 1
                 bytesDone += verdict.extent.length
+                try heartbeat.advance(by: verdict.extent.length)
                 if Date().timeIntervalSince(lastProgress) >= 1 {
                     lastProgress = Date()
                     events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,

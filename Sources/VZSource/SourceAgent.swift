@@ -18,7 +18,8 @@ public final class SourceAgent {
             case .badJobFile, .badArgument: self = .badJobFile
             case .sourceIO, .sourceChanged: self = .sourceError
             case .connectionRefused, .connectionLost, .timeout, .dnsFailure, .hostKeyMismatch, .hostKeyUnknown,
-                 .authenticationFailed, .noAcceptableCipher, .transport, .protocolViolation, .corruptFrame, .versionMismatch:
+                 .authenticationFailed, .noAcceptableCipher, .transport, .protocolViolation, .corruptFrame, .versionMismatch,
+                 .targetUnavailable:
                 self = .transportError
             case .targetRefused, .corruptMap, .corruptJournal, .replicaIO, .noSpace, .pathOutsideRoot, .locked, .hashMismatch:
                 self = .targetRefused
@@ -48,6 +49,8 @@ public final class SourceAgent {
                                      "transport": job.target.transport.rawValue, "sourceVersion": version])
         var results: [DiskResult] = []
         var current: String?
+        var stream: ByteStream?
+        var greeted = false  // the target's banner arrived
         do {
             // Open every disk first: a missing or resized disk fails the pass before anything is sent.
             let readers = try job.disks.map { d -> BlockReader in
@@ -59,13 +62,18 @@ public final class SourceAgent {
                 return r
             }
             current = nil
-            let stream = try TransportFactory.connect(job.target, logger: logger)
-            defer { stream.close() }
-            let channel = MessageChannel(stream: stream, peerName: "target")
+            let transport = try TransportFactory.connect(job.target, logger: logger)
+            stream = transport
+            let channel = MessageChannel(stream: transport, peerName: "target", limits: TransportFactory.limits(job.target))
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
+            greeted = true
             // The session's rules live in the state machine; this loop only carries out its actions.
             var session = SourceSessionStateMachine()
-            try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &session)
+            // A target that refuses at once (its root is missing) may be gone before hello is
+            // written: its error frame then says why, not the broken pipe.
+            try withTargetExplanation(channel) {
+                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &session)
+            }
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             logger.info("connected to \(targetVersion) (\(banner))")
@@ -80,24 +88,56 @@ public final class SourceAgent {
             }
             current = nil
             try channel.send(.bye, in: &session)
-            stream.closeWrite()
+            transport.closeWrite()
         } catch {
-            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            var e = error as? VZError ?? VZError(.internal, "\(error)")
+            if let s = stream { e = explainEnd(of: s, e, afterBanner: greeted) }
             let code = ExitCode(for: e.kind)
             logger.error("pass failed\(current.map { " on disk \($0)" } ?? ""): \(e)")
             var fields: [String: Any] = ["kind": e.kind.rawValue, "message": e.message, "transient": e.isTransient,
                                          "exitCode": Int(code.rawValue)]
             if let d = current { fields["disk"] = d }
+            // The event first: closing may wait for the target agent to exit (bounded).
             events.emit("error", fields)
+            finish(stream)
             events.emit("pass-finished", ["ok": false, "exitCode": Int(code.rawValue), "disksCommitted": results.count,
                                           "seconds": Date().timeIntervalSince(started)])
             return code
         }
+        finish(stream)
         events.emit("pass-finished", ["ok": true, "exitCode": 0, "disksCommitted": results.count,
                                       "seconds": Date().timeIntervalSince(started),
                                       "sentBytes": results.reduce(0) { $0 + $1.sentBytes },
                                       "changedBytes": results.reduce(0) { $0 + $1.changedBytes }])
         return .ok
+    }
+
+    /// Closes the transport (bounded: an exec child that does not exit is stopped) and logs it
+    /// when the target agent had to be stopped.
+    private func finish(_ stream: ByteStream?) {
+        guard let stream else { return }
+        stream.close()
+        if let exit = stream.peerExit(waitingUpTo: 0), exit.forcedBy != nil {
+            logger.warning("the target agent \(exit)")
+        }
+    }
+
+    /// A lost connection often means the target agent died, or never started: when the
+    /// transport knows how the agent ended, say so. Ended before its banner (not found, a
+    /// missing library, bad arguments) is `targetUnavailable`, which no retry will fix.
+    private func explainEnd(of stream: ByteStream, _ e: VZError, afterBanner: Bool) -> VZError {
+        guard e.kind == .connectionLost || e.kind == .timeout else { return e }
+        // EOF on its stdout comes an instant before its exit status: give it a moment.
+        guard let exit = stream.peerExit(waitingUpTo: e.kind == .connectionLost ? 2 : 0) else { return e }
+        if !afterBanner && exit.signal == nil {
+            return VZError(.targetUnavailable, "the target agent \(exit.summary) before it sent its protocol banner: it is missing or cannot start\(exit.stderrNote) (\(e.message))")
+        }
+        if e.message.contains(exit.summary) { return e }
+        return VZError(.connectionLost, "\(e.message) — the target agent \(exit)")
+    }
+
+    private func receiveOrExplain(_ channel: MessageChannel, _ what: String) throws -> Message {
+        try withTargetExplanation(channel) { try channel.expect(what) }
     }
 
     /// When sending fails because the target hung up, the target usually said why first: read

@@ -75,8 +75,9 @@ final class DiskSession {
         }
 
         // Rebuilding a map, journaling, flushing gigabytes at the commit: none of it may look like
-        // a dead target to the source's idle timeout.
-        try channel.withHeartbeat { try pass(disk: disk, blockSize: bs) }
+        // a dead target to the source's idle timeout, nor like a stuck one to its progress
+        // timeout: the beats report this process's disk I/O as progress.
+        try channel.withHeartbeat(counting: DiskActivity.counter) { _ in try pass(disk: disk, blockSize: bs) }
     }
 
     private func pass(disk: String, blockSize bs: UInt32) throws {
@@ -226,6 +227,9 @@ final class DiskSession {
             batch.append(item)
             if case let .block(_, bytes, _) = item { batchBytes += bytes.count } else { batchBytes += Int(bs) }
             if batchBytes >= options.batchBytes { try flushBatch() }
+        }, interruptProducer: { [channel] in
+            // A block failed its check while the producer waits for the next frame: report now.
+            channel.interruptReceive()
         })
         try flushBatch()
         try applier.finish()

@@ -19,6 +19,11 @@ public final class TargetServer {
         /// refused before anything is created (Docs/operations.md).
         public var mapMemoryLimit = Options.defaultMapMemoryLimit
         public static let defaultMapMemoryLimit: UInt64 = 512 << 20
+        /// The receive deadlines the target holds the source to (Docs/protocol.md §4): a frame
+        /// must be complete this long after its first byte; nothing but keepalives for this long
+        /// is a stuck source.
+        public var frameTimeout = MessageChannel.Limits.defaultFrameTimeout
+        public var progressTimeout = MessageChannel.Limits.defaultProgressTimeout
         public init(rootPath: String, idleTimeout: Double = 60, workers: Int = 2, journaled: Bool = true,
                     executablePath: String = CommandLine.arguments.first ?? "vzrepl-target") {
             self.rootPath = rootPath; self.idleTimeout = idleTimeout; self.workers = workers
@@ -36,7 +41,8 @@ public final class TargetServer {
     }
 
     public func serve(stream: ByteStream, version: String) throws {
-        let channel = MessageChannel(stream: stream, peerName: "source")
+        let channel = MessageChannel(stream: stream, peerName: "source", limits: .init(frameTimeout: options.frameTimeout,
+                                                                                    progressTimeout: options.progressTimeout))
         do {
             try session(channel: channel, version: version)
         } catch let e as VZError {

@@ -20,8 +20,10 @@ final class SSHServiceThread: @unchecked Sendable {
     init(session: SSHSession, keepaliveInterval: Int) {
         self.session = session
         keepalive = keepaliveInterval > 0
-        // Well inside sshd's ClientAliveInterval (15 s on the appliance) either way.
-        period = keepaliveInterval > 0 ? Double(min(keepaliveInterval, 5)) : 5
+        // Every second: it is also what notices the target agent's death (its exit-signal or
+        // exit-status) while the application sends nothing; libssh2 sends a keepalive only when
+        // the interval has passed, well inside sshd's ClientAliveInterval (15 s on the appliance).
+        period = 1
         guard pipe(&stopPipe) == 0 else { return }
         for fd in stopPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         started = true
@@ -61,7 +63,9 @@ final class SSHServiceThread: @unchecked Sendable {
                         var next: Int32 = 0
                         _ = libssh2_keepalive_send(session.session, &next)
                     }
-                    return session.drainStderrLocked()
+                    let rc = session.drainStderrLocked()
+                    session.checkRemoteExitLocked()
+                    return rc
                 }
                 if outcome.rc < 0 && outcome.rc != Int(vz_ssh2_error_eagain()) { return }
             } catch {

@@ -19,9 +19,12 @@ final class SSHSession: @unchecked Sendable {
     enum Actor: Int, CaseIterable { case reader = 0, writer = 1, service = 2 }
     enum Op: Equatable { case setup, read, write, eof, keepalive }
     /// How long one call may wait: until a fixed deadline (connection setup), or until the
-    /// session has moved no data for `idleTimeout` seconds.
-    enum Limit { case setup(deadline: Double, step: String), idle(since: Double, what: String) }
+    /// session has moved no data for `idleTimeout` seconds — or, when `until` comes first, until
+    /// the caller's own deadline, which ends the call with `CallerDeadline`.
+    enum Limit { case setup(deadline: Double, step: String), idle(since: Double, what: String, until: Double? = nil) }
     struct Outcome { var rc: Int; var message: String }
+    /// Thrown by `run` when a `.idle(until:)` deadline passed before the call completed.
+    struct CallerDeadline: Error {}
 
     /// libssh2_init must run once before any session and is not thread-safe; a static let is.
     static let libraryStatus: Int32 = libssh2_init(0)
@@ -53,6 +56,12 @@ final class SSHSession: @unchecked Sendable {
     private let pollSet: UnsafeMutablePointer<pollfd>
     private let stderrBuffer: UnsafeMutableRawBufferPointer
     private var stderrLine: [UInt8] = []
+    private var lastCompleteStderrLine = ""
+    /// Actors whose calls fail at once (`interrupt`): the reader of a session that is ending.
+    private var interrupted: [Bool] = [false, false, false]
+    /// How the remote command ended, once the service thread or a stalled writer saw its
+    /// exit-signal or non-zero exit-status: writes then fail at once, naming it.
+    private(set) var remoteExit: PeerExit?
 
     /// Takes ownership of `socket` (closed by `close()`, also when this init throws).
     init(socket: Int32, peer: String, idleTimeout: Double, logger: Logger) throws {
@@ -121,6 +130,7 @@ final class SSHSession: @unchecked Sendable {
         while true {
             waiting[actor.rawValue] = false
             if closed { throw VZError(.connectionLost, "ssh \(peer): the connection was closed locally") }
+            if interrupted[actor.rawValue] { throw VZError(.internal, "ssh \(peer): read interrupted: the session is ending") }
             if let owner = pendingActor, owner != actor, !(pendingOp == .read && op == .read) {
                 try wait(actor, events: 0, limit)
                 continue
@@ -150,13 +160,16 @@ final class SSHSession: @unchecked Sendable {
     /// Waits (lock released) for the socket `events` (0: only a kick) or a kick from another
     /// actor, up to the limit. Called and returns with the lock held.
     private func wait(_ actor: Actor, events: Int16, _ limit: Limit) throws {
-        let deadline: Double
+        var deadline: Double
+        var callers = false
         switch limit {
         case .setup(let d, _): deadline = d
-        case .idle(let since, _): deadline = max(since, lastProgress) + idleTimeout
+        case .idle(let since, _, let until):
+            deadline = max(since, lastProgress) + idleTimeout
+            if let u = until, u < deadline { deadline = u; callers = true }
         }
         let left = deadline - MonotonicClock.now()
-        if left <= 0 { throw timeoutError(limit) }
+        if left <= 0 { throw callers ? CallerDeadline() : timeoutError(limit) }
         waiting[actor.rawValue] = true
         let fds = pollSet + 2 * actor.rawValue
         fds[0] = pollfd(fd: events == 0 ? -1 : socket, events: events, revents: 0)
@@ -202,7 +215,7 @@ final class SSHSession: @unchecked Sendable {
         switch limit {
         case .setup(_, let step):
             return VZError(.timeout, "ssh \(peer): \(step) did not finish in time (connect timeout); the server or the link is stalled")
-        case .idle(_, let what):
+        case .idle(_, let what, _):
             return VZError(.timeout, "ssh \(peer): nothing could be \(what) for \(TCPConnector.format(idleTimeout)) s (idle timeout); the link or the target is dead or stalled")
         }
     }
@@ -243,7 +256,10 @@ final class SSHSession: @unchecked Sendable {
             guard rc > 0 else { break }
             for byte in UnsafeRawBufferPointer(rebasing: stderrBuffer[0..<rc]) {
                 if byte == 0x0A || stderrLine.count >= 2048 {
-                    logger.notice("target stderr: \(String(decoding: stderrLine, as: UTF8.self))")
+                    let line = String(decoding: stderrLine, as: UTF8.self)
+                    logger.notice("target stderr: \(line)")
+                    let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !trimmed.isEmpty { lastCompleteStderrLine = trimmed }
                     stderrLine.removeAll(keepingCapacity: true)
                     if byte == 0x0A { continue }
                 }
@@ -251,6 +267,47 @@ final class SSHSession: @unchecked Sendable {
             }
         }
         return rc
+    }
+
+    /// The last non-empty line the remote command wrote to stderr (a partial one counts). Lock held.
+    var lastStderrLineLocked: String? {
+        let partial = String(decoding: stderrLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let line = partial.isEmpty ? lastCompleteStderrLine : partial
+        return line.isEmpty ? nil : line
+    }
+
+    /// Looks for the remote command's exit-signal or non-zero exit-status among what libssh2 has
+    /// read so far, and records it (`remoteExit`), waking a blocked reader or writer. (A clean
+    /// exit 0 looks like no status at all: that one is only known once the channel closes.)
+    /// Lock held.
+    @discardableResult
+    func checkRemoteExitLocked() -> PeerExit? {
+        if let e = remoteExit { return e }
+        guard !closed, let ch = channel else { return nil }
+        var name: UnsafeMutablePointer<CChar>?
+        var length = 0
+        _ = libssh2_channel_get_exit_signal(ch, &name, &length, nil, nil, nil, nil)
+        var found: PeerExit?
+        if let n = name {
+            found = PeerExit(signal: String(cString: n))
+            libssh2_free(session, n)
+        } else {
+            let status = libssh2_channel_get_exit_status(ch)
+            if status != 0 { found = PeerExit(status: status) }
+        }
+        guard var e = found else { return nil }
+        e.lastStderrLine = lastStderrLineLocked
+        remoteExit = e
+        for a in [Actor.reader, .writer] where waiting[a.rawValue] { kickNow(a) }
+        return e
+    }
+
+    /// Makes `actor`'s current and later calls fail at once. Any thread.
+    func interrupt(_ actor: Actor) {
+        lock()
+        defer { unlock() }
+        interrupted[actor.rawValue] = true
+        if !closed { kickNow(actor) }
     }
 
     /// The socket can take a small packet whole right now. Checked before keepalives and EOF,

@@ -101,15 +101,35 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
 
     /// Reads what the remote command wrote to stdout; 0 once it has closed it (EOF).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try read(into: buffer, timeout: nil) ?? 0
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Double?) throws -> Int? {
         guard buffer.count > 0 else { return 0 }
-        let outcome = try session.run(.reader, .read, .idle(since: MonotonicClock.now(), what: "read")) {
-            // stderr first: unread stderr would hold the channel window (and the target) still.
-            _ = session.drainStderrLocked()
-            guard let ch = session.channel else { return 0 }
-            return vz_ssh2_channel_read(ch, buffer.baseAddress, buffer.count)
+        let now = MonotonicClock.now()
+        let outcome: SSHSession.Outcome
+        do {
+            outcome = try session.run(.reader, .read, .idle(since: now, what: "read", until: timeout.map { now + $0 })) {
+                // stderr first: unread stderr would hold the channel window (and the target) still.
+                _ = session.drainStderrLocked()
+                guard let ch = session.channel else { return 0 }
+                return vz_ssh2_channel_read(ch, buffer.baseAddress, buffer.count)
+            }
+        } catch is SSHSession.CallerDeadline {
+            return nil
         }
         if outcome.rc < 0 { throw session.dataError(outcome, during: "reading from the remote command") }
         return outcome.rc
+    }
+
+    public func interruptRead() { session.interrupt(.reader) }
+
+    /// The server's window and the socket can take `count` bytes now, and no packet is half sent.
+    public func canWriteWithoutBlocking(_ count: Int) -> Bool {
+        session.lock(); defer { session.unlock() }
+        guard !session.closed, let ch = session.channel else { return true }
+        if session.remoteExit != nil { return true }  // let the write report it
+        return !session.hasPendingPacket && vz_ssh2_channel_window_write(ch) >= UInt(count) && session.socketWritable()
     }
 
     /// Writes all of `bytes`. libssh2 takes at most ~32 KiB (one SSH packet) per call, straight
@@ -119,20 +139,38 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
         var left = bytes.count
         while left > 0 {
             var remoteGone = false
+            var died: PeerExit?
             let outcome = try session.run(.writer, .write, .idle(since: MonotonicClock.now(), what: "written")) {
                 guard let ch = session.channel else { return Int(LIBSSH2_ERROR_CHANNEL_CLOSED) }
+                // The service thread saw the agent die (exit-signal, or a non-zero exit-status):
+                // fail now, not once the window runs out and the idle timeout passes.
+                if let e = session.remoteExit {
+                    died = e
+                    return Int(LIBSSH2_ERROR_CHANNEL_CLOSED)
+                }
                 var n = vz_ssh2_channel_write(ch, next, left)
                 // 0 means the server's window is closed (libssh2 then waits for inbound data,
                 // the window adjust); treat it as EAGAIN so we wait instead of spinning.
                 if n == 0 { n = Int(vz_ssh2_error_eagain()) }
-                // The target is gone when it has sent EOF or an exit status while we still have
-                // data for it; without this check a write to a closed channel would wait for a
-                // window adjust that never comes and end as a timeout.
-                if n == Int(vz_ssh2_error_eagain()) && SSHTransport.remoteFinished(ch) {
-                    remoteGone = true
-                    return Int(LIBSSH2_ERROR_CHANNEL_CLOSED)
+                // The target is gone when it has sent EOF, an exit signal or an exit status while
+                // we still have data for it; without this check a write to a closed channel
+                // would wait for a window adjust that never comes and end as a timeout.
+                // (libssh2_channel_eof stays 0 while stdout data we have not read yet is
+                // queued — the target's keepalives — so the exit-signal is what tells a kill.)
+                if n == Int(vz_ssh2_error_eagain()) {
+                    if let e = session.checkRemoteExitLocked() {
+                        died = e
+                        return Int(LIBSSH2_ERROR_CHANNEL_CLOSED)
+                    }
+                    if libssh2_channel_eof(ch) == 1 {
+                        remoteGone = true
+                        return Int(LIBSSH2_ERROR_CHANNEL_CLOSED)
+                    }
                 }
                 return n
+            }
+            if let e = died {
+                throw VZError(.connectionLost, "ssh \(session.peer): the target agent died (it \(e.summary)) with \(left) bytes still to be written\(e.stderrNote)")
             }
             if remoteGone {
                 throw VZError(.connectionLost, "ssh \(session.peer): the remote command closed the channel while \(left) bytes were still to be written\(exitDescription())")
@@ -176,8 +214,25 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
         return libssh2_channel_get_exit_status(ch)
     }
 
-    private static func remoteFinished(_ ch: OpaquePointer) -> Bool {
-        libssh2_channel_eof(ch) == 1 || libssh2_channel_get_exit_status(ch) != 0
+    /// How the remote command ended: waits up to `timeout` seconds for the channel to close
+    /// (the exit status comes just before the close), reading stderr meanwhile. nil while the
+    /// command runs, or when the server said nothing.
+    public func peerExit(waitingUpTo timeout: Double) -> PeerExit? {
+        let eagain = Int(vz_ssh2_error_eagain())
+        var closed = false
+        _ = try? session.run(.reader, .read, .setup(deadline: MonotonicClock.now() + timeout, step: "waiting for the remote command's exit status")) {
+            _ = session.drainStderrLocked()
+            if session.checkRemoteExitLocked() != nil { return 1 }
+            guard let ch = session.channel else { return 1 }
+            let rc = Int(libssh2_channel_wait_closed(ch))
+            if rc == eagain { return rc }
+            closed = rc == 0
+            return 1  // closed, or not even at EOF: take what is known
+        }
+        session.lock(); defer { session.unlock() }
+        if let e = session.checkRemoteExitLocked() { return e }
+        guard closed, !session.closed, let ch = session.channel else { return nil }
+        return PeerExit(status: libssh2_channel_get_exit_status(ch), lastStderrLine: session.lastStderrLineLocked)
     }
 
     private func exitDescription() -> String {

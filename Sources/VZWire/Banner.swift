@@ -7,7 +7,11 @@ import VZCore
 public struct Banner: Equatable, Sendable {
     public static let prefix = "VZREPL/"
     public static let maxLength = 128
-    public static let protocolVersion = 1
+    /// The version this agent speaks (VZVersion): 2 is 1 plus the `progress` message (type 13).
+    public static let protocolVersion = VZVersion.protocolVersion
+    /// The oldest version it still accepts: a version-1 peer gets keepalives instead of progress
+    /// frames, and is not held to the no-progress limit, which it has no way to meet.
+    public static let oldestProtocolVersion = 1
 
     public var protocolVersion: Int
     /// The whole line without its newline, for logs.
@@ -18,15 +22,16 @@ public struct Banner: Equatable, Sendable {
         Array("\(prefix)\(protocolVersion) \(agent) \(version)\n".utf8)
     }
 
-    /// Checks a received line (without its newline): the prefix, then a protocol version equal to ours.
+    /// Checks a received line (without its newline): the prefix, then a protocol version from
+    /// `oldestProtocolVersion` to ours.
     public static func parse(_ bytes: [UInt8], peerName: String) throws -> Banner {
         let banner = String(decoding: bytes, as: UTF8.self)
         guard banner.hasPrefix(prefix) else {
             throw VZError(.protocolViolation, "\(peerName): expected a banner starting with '\(prefix)', got '\(banner.prefix(80))': not a vzrepl agent")
         }
         let versionField = banner.dropFirst(prefix.count).prefix { $0 != " " }
-        guard let v = Int(versionField), v == protocolVersion else {
-            throw VZError(.versionMismatch, "\(peerName): speaks protocol version \(versionField), this agent speaks \(protocolVersion) ('\(banner)')")
+        guard let v = Int(versionField), (oldestProtocolVersion...protocolVersion).contains(v) else {
+            throw VZError(.versionMismatch, "\(peerName): speaks protocol version \(versionField), this agent speaks \(oldestProtocolVersion) to \(protocolVersion) ('\(banner)')")
         }
         return Banner(protocolVersion: v, line: banner)
     }

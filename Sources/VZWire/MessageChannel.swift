@@ -2,38 +2,89 @@ import Foundation
 import VZCore
 
 /// Frames `Message`s over a `ByteStream`: the banner exchange, then send and receive. The decoding
-/// itself is the pure `FrameDecoder`; this only feeds it.
+/// itself is the pure `FrameDecoder`; this only feeds it — and, being the one place frames are
+/// received, it holds the peer to the deadlines of Docs/protocol.md §4: a frame whose first byte
+/// arrived must be complete within `Limits.frameTimeout`, and a peer that sends nothing but
+/// keepalives for `Limits.progressTimeout` is alive but stuck. (The stream's own idle timeout
+/// covers a peer that sends nothing at all.)
 public final class MessageChannel {
     public static let protocolVersion = Banner.protocolVersion
 
+    /// The receive deadlines; nil switches one off.
+    public struct Limits: Sendable, Equatable {
+        /// 8 MiB frames (the largest block, sent raw) need ≥ 70 KB/s to make it.
+        public static let defaultFrameTimeout = 120.0
+        /// Long enough for one fsync of a pass's dirty data on a slow datastore, the one long
+        /// step that cannot report progress while it runs.
+        public static let defaultProgressTimeout = 300.0
+
+        public var frameTimeout: Double?
+        public var progressTimeout: Double?
+
+        public init(frameTimeout: Double? = Limits.defaultFrameTimeout, progressTimeout: Double? = Limits.defaultProgressTimeout) {
+            self.frameTimeout = frameTimeout
+            self.progressTimeout = progressTimeout
+        }
+    }
+
     public let stream: ByteStream
     public let peerName: String
+    public let limits: Limits
+    /// The protocol version of the peer's banner (0 before the exchange). A version-1 peer gets
+    /// no progress frames and is not held to the progress timeout (it cannot report progress).
+    public private(set) var peerProtocolVersion = 0
     private var decoder: FrameDecoder
     private var readBuffer: [UInt8]
-    private var pending: [UInt8] = []
     public private(set) var bytesSent: UInt64 = 0
     /// Sends may come from the session thread and a heartbeat at once; frames stay whole.
     private let sendLock = NSLock()
     public private(set) var bytesReceived: UInt64 = 0
+    /// When the first byte of the frame now partly in the decoder arrived, while we were reading.
+    private var frameStartedAt: Double?
+    private var lastReadAt = 0.0
+    /// The highest work count the peer reported in a `progress` frame.
+    private var peerProgress: UInt64 = 0
 
-    public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload) {
+    public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload, limits: Limits = Limits()) {
         self.stream = stream
         self.peerName = peerName
+        self.limits = limits
         decoder = FrameDecoder(maxPayload: maxPayload)
         readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
     }
 
-    /// Sends our banner line and checks the peer's (`Banner`): "VZREPL/1 <agent> <version>\n".
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    private var progressTimeout: Double? { peerProtocolVersion >= 2 ? limits.progressTimeout : nil }
+
+    /// Sends our banner line and checks the peer's (`Banner`): "VZREPL/2 <agent> <version>\n".
+    /// Once its first byte is in, the line is held to the frame timeout like a frame.
     public func exchangeBanners(agent: String, version: String) throws -> String {
         try stream.write(Banner.encode(agent: agent, version: version))
         var parser = BannerParser(peerName: peerName)
         var byte = [UInt8](repeating: 0, count: 1)
+        var firstByteAt: Double?
         // Byte by byte: the banner is tiny and frames follow it immediately.
         while true {
-            let n = try byte.withUnsafeMutableBytes { try stream.read(into: $0) }
+            var timeout: Double?
+            if let limit = limits.frameTimeout, let start = firstByteAt {
+                timeout = start + limit - MessageChannel.now()
+                if timeout! <= 0 { throw bannerTimeout(limit) }
+            }
+            guard let n = try byte.withUnsafeMutableBytes({ try stream.read(into: $0, timeout: timeout) }) else {
+                throw bannerTimeout(limits.frameTimeout ?? 0)
+            }
             guard n == 1 else { throw parser.endOfStream() }
-            if let banner = try parser.feed(byte[0]) { return banner.line }
+            if firstByteAt == nil { firstByteAt = MessageChannel.now() }
+            if let banner = try parser.feed(byte[0]) {
+                peerProtocolVersion = banner.protocolVersion
+                return banner.line
+            }
         }
+    }
+
+    private func bannerTimeout(_ limit: Double) -> VZError {
+        VZError(.timeout, "\(peerName): the protocol banner was not complete \(Self.seconds(limit)) s after its first byte (frame timeout): the peer or the link is stalled")
     }
 
     public func send(_ message: Message) throws {
@@ -48,43 +99,127 @@ public final class MessageChannel {
         bytesSent += UInt64(frame.count)
     }
 
-    /// Runs `body` while a thread sends a `keepalive` every `interval` seconds, so a long silent
-    /// step (hashing, flushing) does not look like a dead peer to the other side's idle timeout.
-    public func withHeartbeat<T>(every interval: Double = 1, _ body: () throws -> T) throws -> T {
+    /// Runs `body` while a thread sends a heartbeat every `interval` seconds, so a long step that
+    /// sends nothing (hashing, rebuilding a map, flushing) does not look like a dead peer to the
+    /// other side's idle timeout, nor like a stuck one to its progress timeout: each beat is a
+    /// `progress` frame carrying `counter` when it grew since the last beat, else a keepalive.
+    /// The body advances the counter itself (`Heartbeat.advance`), or passes one that its I/O
+    /// advances (`DiskActivity.counter`).
+    ///
+    /// A beat is skipped while another frame is being sent or the stream would block (a peer
+    /// busy sending to us is not reading, and needs no proof of life). A beat that fails means the
+    /// link is gone: `Heartbeat.advance` and `check` then throw that error, so a step that sends
+    /// nothing for a long time stops instead of finishing its work for nobody.
+    @discardableResult
+    public func withHeartbeat<T>(every interval: Double = 1, counting counter: ProgressCounter = ProgressCounter(),
+                                 _ body: (Heartbeat) throws -> T) throws -> T {
+        let heartbeat = Heartbeat(counter: counter)
         let stop = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
-        let beat = Message.keepalive.encodedFrame()
+        let keepalive = Message.keepalive.encodedFrame()
+        let withProgress = peerProtocolVersion >= 2
         let thread = Thread { [self] in
-            // A failed keepalive means the link is gone; the body's own I/O will say so.
+            var reported: UInt64?
             while stop.wait(timeout: .now() + interval) == .timedOut {
-                if (try? sendEncoded(beat)) == nil { break }
+                let count = counter.value
+                let progressed = withProgress && count != reported
+                do {
+                    if try sendBeat(progressed ? Message.progress(count).encodedFrame() : keepalive), progressed {
+                        reported = count
+                    }
+                } catch {
+                    heartbeat.fail(error)
+                    break
+                }
             }
             finished.signal()
         }
         thread.start()
         defer { stop.signal(); finished.wait() }
-        return try body()
+        return try body(heartbeat)
     }
 
+    /// Sends one heartbeat frame unless a send is under way or the stream would block; returns
+    /// whether it went out.
+    private func sendBeat(_ frame: [UInt8]) throws -> Bool {
+        guard sendLock.try() else { return false }
+        defer { sendLock.unlock() }
+        guard stream.canWriteWithoutBlocking(frame.count) else { return false }
+        try stream.write(frame)
+        bytesSent += UInt64(frame.count)
+        return true
+    }
+
+    /// Makes a `receive` blocked on another thread, and every later one, fail at once (the
+    /// target's receiving thread, when its pipeline has already failed).
+    public func interruptReceive() { stream.interruptRead() }
+
+    private enum Deadline { case frame, progress }
+
     /// The next message, or nil at a clean end of stream between frames. Keepalives are consumed
-    /// here: their only effect is that bytes arrived.
+    /// here, and so are `progress` frames (a grown count is progress). Throws `.timeout` when a
+    /// frame stays incomplete for the frame timeout, or when nothing but keepalives and stale
+    /// progress frames come for the progress timeout. Both clocks run only while this waits:
+    /// time we spend elsewhere (not reading) is never held against the peer.
     public func receive() throws -> Message? {
+        var lastProgressAt = MessageChannel.now()
+        if decoder.bufferedBytes > 0 { frameStartedAt = lastProgressAt }
         while true {
             if let frame = try decoder.nextFrame() {
+                frameStartedAt = decoder.bufferedBytes > 0 ? lastReadAt : nil
                 let m = try Message.decode(frame, frameNumber: decoder.framesDecoded)
-                if m == .keepalive { continue }
-                return m
+                switch m {
+                case .keepalive:
+                    continue
+                case let .progress(count):
+                    if count > peerProgress {
+                        peerProgress = count
+                        lastProgressAt = MessageChannel.now()
+                    }
+                    continue
+                default:
+                    return m
+                }
             }
-            let n = try readBuffer.withUnsafeMutableBytes { try stream.read(into: $0) }
+            // The nearer deadline bounds the wait: the frame's while one is partly in, else the
+            // progress one (a partial frame is data in flight, not idling).
+            var timeout: Double?
+            var deadline = Deadline.frame
+            let now = MessageChannel.now()
+            if decoder.bufferedBytes > 0 {
+                if let limit = limits.frameTimeout, let start = frameStartedAt { timeout = start + limit - now }
+            } else if let limit = progressTimeout {
+                timeout = lastProgressAt + limit - now
+                deadline = .progress
+            }
+            if let t = timeout, t <= 0 { throw timeoutError(deadline) }
+            guard let n = try readBuffer.withUnsafeMutableBytes({ try stream.read(into: $0, timeout: timeout) }) else {
+                throw timeoutError(deadline)
+            }
             if n == 0 {
                 if decoder.bufferedBytes > 0 {
                     throw VZError(.connectionLost, "\(peerName): connection closed in the middle of frame #\(decoder.framesDecoded + 1) (\(decoder.bufferedBytes) bytes of it received)")
                 }
                 return nil
             }
+            lastReadAt = MessageChannel.now()
+            if decoder.bufferedBytes == 0 { frameStartedAt = lastReadAt }
             bytesReceived += UInt64(n)
             readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
+    }
+
+    private func timeoutError(_ deadline: Deadline) -> VZError {
+        switch deadline {
+        case .frame:
+            return VZError(.timeout, "\(peerName): frame #\(decoder.framesDecoded + 1) was not complete \(Self.seconds(limits.frameTimeout ?? 0)) s after its first byte (frame timeout; \(decoder.bufferedBytes) bytes of it arrived): the peer or the link is stalled mid-frame")
+        case .progress:
+            return VZError(.timeout, "\(peerName): alive but making no progress: nothing but keepalives for \(Self.seconds(limits.progressTimeout ?? 0)) s (progress timeout); the peer is stuck")
+        }
+    }
+
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s)
     }
 
     /// Like `receive`, but an end of stream is an error naming what was expected, and an `error`
@@ -97,5 +232,35 @@ public final class MessageChannel {
             throw VZError(VZError.Kind(rawValue: kind) ?? .targetRefused, "\(peerName): \(message)")
         }
         return m
+    }
+}
+
+/// What `MessageChannel.withHeartbeat` hands its body: the work counter the beats report, and
+/// the link's failure once a beat could not be sent.
+public final class Heartbeat: @unchecked Sendable {
+    public let counter: ProgressCounter
+    private let lock = NSLock()
+    private var failure: Error?
+
+    init(counter: ProgressCounter) { self.counter = counter }
+
+    /// Adds `units` of work (bytes hashed, say) to what the next beat reports; throws when the
+    /// heartbeat found the link dead.
+    public func advance(by units: UInt64) throws {
+        counter.add(units)
+        try check()
+    }
+
+    /// Throws the error of the beat that failed, if one did.
+    public func check() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let f = failure { throw f }
+    }
+
+    func fail(_ error: Error) {
+        lock.lock()
+        if failure == nil { failure = error }
+        lock.unlock()
     }
 }

@@ -55,7 +55,7 @@ public struct SourceSessionStateMachine: Sendable {
     /// the source: the error is `internal`.
     public mutating func send(_ message: Message) throws {
         switch (state, message) {
-        case (_, .keepalive):
+        case (_, .keepalive), (_, .progress):
             return
         case (_, .error):
             state = .ended
@@ -98,7 +98,7 @@ public struct SourceSessionStateMachine: Sendable {
 
     public mutating func receive(_ message: Message) throws -> Action {
         switch message {
-        case .keepalive:
+        case .keepalive, .progress:
             return .ignore
         case let .error(kind, text):
             state = .ended

@@ -58,7 +58,7 @@ public struct TargetSessionStateMachine: Sendable {
 
     public mutating func receive(_ message: Message) throws -> Action {
         switch message {
-        case .keepalive:
+        case .keepalive, .progress:
             return .ignore
         case let .error(kind, text):
             state = .ended
@@ -154,7 +154,7 @@ public struct TargetSessionStateMachine: Sendable {
     /// and error may always be sent (error ends the session).
     public mutating func send(_ message: Message) throws {
         switch (state, message) {
-        case (_, .keepalive):
+        case (_, .keepalive), (_, .progress):
             return
         case (_, .error):
             state = .ended

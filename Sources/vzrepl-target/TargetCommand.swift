@@ -60,6 +60,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Give up when the source sends nothing for this many seconds.")
     var idleTimeout: Double = 60
 
+    @Option(help: "Give up when a frame from the source is not complete this many seconds after its first byte.")
+    var frameTimeout: Double = 120
+
+    @Option(help: "Give up when the source sends nothing but keepalives for this many seconds (alive but stuck).")
+    var progressTimeout: Double = 300
+
     @Option(help: "Wait this many seconds for another session's lock on a disk before refusing.")
     var lockWait: Double = 5
 
@@ -70,6 +76,10 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         guard stdio else { throw ValidationError("serve needs --stdio") }
+        for (name, value) in [("--idle-timeout", idleTimeout), ("--frame-timeout", frameTimeout), ("--progress-timeout", progressTimeout)]
+        where !(value > 0 && value <= 86400) {
+            throw ValidationError("\(name) \(value) is not between 0 and 86400 seconds")
+        }
         log.bootstrap()
         MemoryTuning.apply()
         var logger = Logger(label: "vzrepl.target")
@@ -83,6 +93,8 @@ struct Serve: ParsableCommand {
                                            executablePath: CommandLine.arguments[0])
         options.lockWait = lockWait
         options.mapMemoryLimit = mapMemoryLimit
+        options.frameTimeout = frameTimeout
+        options.progressTimeout = progressTimeout
         // No recovery of the whole root here: each disk session recovers its own disk under its
         // lock before its pass; the rest is the boot unit's `recover` (Appliance/).
         let server = TargetServer(options: options, logger: logger)

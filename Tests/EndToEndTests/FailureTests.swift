@@ -37,7 +37,9 @@ final class FailureTests: XCTestCase {
         XCTAssertTrue((r.events("error").first?["message"] as? String ?? "").contains("does-not-exist"), r.stdout)
     }
 
-    func testUnstartableTargetIsATransportError() throws {
+    /// A target agent that exits before its banner will not start by itself on a retry:
+    /// `targetUnavailable`, permanent, naming the exit status (Docs/events.md).
+    func testUnstartableTargetIsAPermanentTargetUnavailable() throws {
         let src = h.dir + "/d.raw"
         try AgentHarness.makeImage(src, size: 1 << 20)
         let obj: [String: Any] = ["job": "vm1", "target": ["transport": "exec", "command": ["/bin/false"]],
@@ -46,7 +48,10 @@ final class FailureTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: path))
         let r = try h.replicate(path)
         XCTAssertEqual(r.status, 4, r.stdout)
-        XCTAssertEqual(r.events("error").first?["kind"] as? String, "connectionLost")
+        let e = try XCTUnwrap(r.events("error").first)
+        XCTAssertEqual(e["kind"] as? String, "targetUnavailable", r.stdout)
+        XCTAssertEqual(e["transient"] as? Bool, false)
+        XCTAssertTrue((e["message"] as? String ?? "").contains("exited with status 1"), r.stdout)
     }
 
     /// A resized source disk is a hardware change (exit 3, sourceChanged, Docs/events.md), refused

@@ -285,9 +285,19 @@ final class GoldenMessageTests: XCTestCase {
         ])
     }
 
+    func testProgress() throws {
+        try check(.progress(0x0102_0304_0506_0708), [
+            0x56, 0x5A,              // magic
+            0x0D,                    // type 13 progress
+            0x00,                    // flags
+            0x08, 0x00, 0x00, 0x00,  // length 8
+            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // u64 count, little-endian
+        ])
+    }
+
     /// The golden tests above cover every message type of the enum.
     func testEveryTypeHasAGoldenFrame() {
-        let covered: Set<UInt8> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        let covered: Set<UInt8> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
         var all = Set<UInt8>()
         for t in UInt8.min...UInt8.max where Message.MessageType(rawValue: t) != nil { all.insert(t) }
         XCTAssertEqual(all, covered, "a message type was added: give it a golden frame here and a row in Docs/protocol.md")

@@ -161,7 +161,7 @@ final class JobConfigTests: XCTestCase {
             (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "compress", "unknown field"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
-             "target.idleTimeout", "unknown field (known: transport, command, host, port, user, identity, hostKeySHA256, knownHosts, idleTimeoutSeconds, connectTimeoutSeconds)"),
+             "target.idleTimeout", "unknown field (known: transport, command, host, port, user, identity, hostKeySHA256, knownHosts, idleTimeoutSeconds, progressTimeoutSeconds, connectTimeoutSeconds)"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"},{"name":"e","source":"/y","blocksize":1}]}"#,
              "disks[1].blocksize", "job.json: field 'disks[1].blocksize': unknown field (known: name, source, capacityBytes)"),
             (#"{"job":"j","zz":1,"aa":2,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,

@@ -50,6 +50,8 @@ func sampleMessages() -> [Message] {
         .zeroExtent(Extent(offset: 4096, length: 1 << 40)),
         .commitDisk(scannedBytes: 123_456_789),
         .diskCommitted(.init(generation: 3, changedBytes: 1 << 30, zeroBytes: UInt64.max)),
+        .progress(0),
+        .progress(UInt64.max),
         .bye,
         .error(kind: VZError.Kind.noSpace.rawValue, message: "write at offset 42: No space left on device (errno 28)"),
         .error(kind: "", message: ""),
