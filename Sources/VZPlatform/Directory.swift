@@ -15,7 +15,7 @@ public final class Directory: @unchecked Sendable {
         self.path = path
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { Syscall.close(fd) }
 
     /// Opens the datastore root itself (a path from the operator, trusted).
     public static func openRoot(_ path: String) throws -> Directory {

@@ -29,7 +29,7 @@ public final class PosixFile: @unchecked Sendable {
     deinit { close() }
 
     public func close() {
-        if !closed { closed = true; Glibc.close(fd) }
+        if !closed { closed = true; Syscall.close(fd) }
     }
 
     /// Size in bytes: st_size for a file, BLKGETSIZE64 for a block device.

@@ -37,6 +37,11 @@ public enum Syscall {
         call(nil, body)
     }
 
+    /// close(2), never retried: on Linux the descriptor is released even when close reports
+    /// EINTR, and a retry could close a descriptor another thread just opened.
+    @inline(__always)
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
     /// Maps errno to the error kind a caller switches on.
     public static func kind(for code: Int32, default fallback: VZError.Kind) -> VZError.Kind {
         switch code {

@@ -31,16 +31,17 @@ public final class ChildProcessTransport: ByteStream {
         executable = exe
         self.exitGrace = exitGrace ?? idleTimeout ?? 30
         var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
-        guard pipe(&toChild) == 0, pipe(&fromChild) == 0, pipe(&errors) == 0 else {
-            let e = errno
-            for fd in toChild + fromChild + errors where fd >= 0 { Glibc.close(fd) }
+        let (r1, e1) = Syscall.retrying { pipe(&toChild) }, (r2, e2) = Syscall.retrying { pipe(&fromChild) }, (r3, e3) = Syscall.retrying { pipe(&errors) }
+        guard r1 == 0, r2 == 0, r3 == 0 else {
+            let e = [e1, e2, e3].first { $0 != 0 } ?? EIO
+            for fd in toChild + fromChild + errors where fd >= 0 { Syscall.close(fd) }
             throw VZError(.transport, "exec transport: pipe: \(Syscall.errnoDescription(e))")
         }
         // Close-on-exec so the child inherits only the dup2'ed stdio, not our pipe ends.
-        for fd in toChild + fromChild + errors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        for fd in toChild + fromChild + errors { _ = Syscall.retrying { fcntl(fd, F_SETFD, FD_CLOEXEC) } }
         // 1 MiB pipes instead of 64 KiB: a block crosses in one or two writes, not sixteen.
         let F_SETPIPE_SZ: Int32 = 1031
-        for fd in [toChild[1], fromChild[1]] { _ = fcntl(fd, F_SETPIPE_SZ, Int32(1 << 20)) }
+        for fd in [toChild[1], fromChild[1]] { _ = Syscall.retrying { fcntl(fd, F_SETPIPE_SZ, Int32(1 << 20)) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -56,9 +57,9 @@ public final class ChildProcessTransport: ByteStream {
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, exe, &actions, &attributes, argv, environ)
-        Glibc.close(toChild[0]); Glibc.close(fromChild[1]); Glibc.close(errors[1])
+        Syscall.close(toChild[0]); Syscall.close(fromChild[1]); Syscall.close(errors[1])
         guard rc == 0 else {
-            Glibc.close(toChild[1]); Glibc.close(fromChild[0]); Glibc.close(errors[0])
+            Syscall.close(toChild[1]); Syscall.close(fromChild[0]); Syscall.close(errors[0])
             // Not there, not executable, not a program: nothing a retry can change.
             let permanent = [ENOENT, EACCES, ENOEXEC, ENOTDIR, ELOOP, ENAMETOOLONG, EISDIR, EPERM].contains(rc)
             throw VZError(permanent ? .targetUnavailable : .transport,
@@ -133,7 +134,7 @@ public final class ChildProcessTransport: ByteStream {
 
     private func killGroup(_ signal: Int32) {
         // The whole group (a wrapper script's children too); the child itself if that fails.
-        if kill(-pid, signal) != 0 { kill(pid, signal) }
+        if Syscall.retrying({ kill(-pid, signal) }).0 != 0 { _ = Syscall.retrying { kill(pid, signal) } }
     }
 
     /// Reaps the child if it exits within `seconds`; lock held.
@@ -142,7 +143,7 @@ public final class ChildProcessTransport: ByteStream {
         let deadline = Date().addingTimeInterval(seconds)
         while true {
             var status: Int32 = 0
-            let r = waitpid(pid, &status, seconds.isInfinite ? 0 : WNOHANG)
+            let r = Syscall.retrying { waitpid(pid, &status, seconds.isInfinite ? 0 : WNOHANG) }.0
             if r == pid {
                 let signal = status & 0x7f
                 exit = signal != 0 ? PeerExit(signal: ChildProcessTransport.signalName(signal)) : PeerExit(status: (status >> 8) & 0xff)
@@ -210,7 +211,7 @@ final class StderrTail: @unchecked Sendable {
 
     private func drain(_ fd: Int32) {
         defer {
-            Glibc.close(fd)
+            Syscall.close(fd)
             lock.lock(); hasEnded = true; lock.unlock()
             ended.signal()
         }
@@ -221,8 +222,7 @@ final class StderrTail: @unchecked Sendable {
             lock.unlock()
             if stopping { return }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let r = poll(&p, 1, 200)
-            if r < 0 && errno == EINTR { continue }
+            let r = Syscall.retrying { poll(&p, 1, 200) }.0
             if r <= 0 { continue }
             let (n, _) = Syscall.retrying { buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
             if n <= 0 { return }

@@ -45,10 +45,10 @@ public final class FileDescriptorStream: ByteStream {
         self.idleTimeout = idleTimeout
         self.ownsDescriptors = ownsDescriptors
         (self.writeFD, writeMode, ownsWriteFD) = FileDescriptorStream.prepareWriting(writeFD, owned: ownsDescriptors)
-        if pipe(&interruptPipe) == 0 {
+        if Syscall.retrying({ pipe(&interruptPipe) }).0 == 0 {
             for fd in interruptPipe {
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = Syscall.retrying { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+                _ = Syscall.retrying { fcntl(fd, F_SETFD, FD_CLOEXEC) }
             }
         }
         // A closed pipe must be an error from write(), not a SIGPIPE that kills the agent.
@@ -61,7 +61,7 @@ public final class FileDescriptorStream: ByteStream {
     private static func prepareWriting(_ fd: Int32, owned: Bool) -> (Int32, WriteMode, Bool) {
         guard fd >= 0 else { return (fd, .blocking, false) }
         if owned {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = Syscall.retrying { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
             return (fd, .nonBlocking, false)
         }
         var st = stat()
@@ -185,14 +185,14 @@ public final class FileDescriptorStream: ByteStream {
     public func canWriteWithoutBlocking(_ count: Int) -> Bool {
         guard writeFD >= 0 else { return true }
         var p = pollfd(fd: writeFD, events: Int16(POLLOUT), revents: 0)
-        return poll(&p, 1, 0) != 0
+        return Syscall.retrying { poll(&p, 1, 0) }.0 != 0
     }
 
     // MARK: closing
 
     public func closeWrite() {
         if writeFD >= 0 {
-            if ownsDescriptors || ownsWriteFD { Glibc.close(writeFD) }
+            if ownsDescriptors || ownsWriteFD { Syscall.close(writeFD) }
             writeFD = -1
         }
     }
@@ -200,14 +200,14 @@ public final class FileDescriptorStream: ByteStream {
     public func close() {
         closeWrite()
         if readFD >= 0 {
-            if ownsDescriptors { Glibc.close(readFD) }
+            if ownsDescriptors { Syscall.close(readFD) }
             readFD = -1
         }
         stateLock.lock()
         defer { stateLock.unlock() }
         if !closed {
             closed = true
-            for fd in interruptPipe where fd >= 0 { Glibc.close(fd) }
+            for fd in interruptPipe where fd >= 0 { Syscall.close(fd) }
         }
     }
 }

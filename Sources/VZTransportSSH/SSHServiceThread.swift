@@ -2,6 +2,7 @@ import CLibSSH2
 import Foundation
 import Glibc
 import VZCore
+import VZPlatform
 
 /// Keeps an `SSHSession` alive while the application is busy elsewhere (hashing a large unchanged
 /// disk can mean minutes without a read or write): every few seconds it sends an SSH keepalive
@@ -24,8 +25,8 @@ final class SSHServiceThread: @unchecked Sendable {
         // exit-status) while the application sends nothing; libssh2 sends a keepalive only when
         // the interval has passed, well inside sshd's ClientAliveInterval (15 s on the appliance).
         period = 1
-        guard pipe(&stopPipe) == 0 else { return }
-        for fd in stopPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard Syscall.retrying({ pipe(&stopPipe) }).0 == 0 else { return }
+        for fd in stopPipe { _ = Syscall.retrying { fcntl(fd, F_SETFD, FD_CLOEXEC) } }
         started = true
         let thread = Thread { [self] in self.loop() }
         thread.name = "vzrepl.ssh-service"
@@ -34,7 +35,7 @@ final class SSHServiceThread: @unchecked Sendable {
 
     deinit {
         stop()
-        for fd in stopPipe where fd >= 0 { Glibc.close(fd) }
+        for fd in stopPipe where fd >= 0 { Syscall.close(fd) }
     }
 
     /// Ends the thread and waits for it. Idempotent.
@@ -54,7 +55,7 @@ final class SSHServiceThread: @unchecked Sendable {
         var p = pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0)
         while true {
             p.revents = 0
-            let r = poll(&p, 1, Int32(period * 1000))
+            let r = Syscall.retrying { poll(&p, 1, Int32(period * 1000)) }.0
             if r > 0 || isStopped { return }
             do {
                 let outcome = try session.run(.service, .read, .idle(since: MonotonicClock.now(), what: "serviced"), returnWhenIdle: true) {

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import VZCore
+import VZPlatform
 
 /// One non-blocking libssh2 session and its exec channel, driven by up to three threads: the
 /// stream's reader, its writer and a service thread (keepalives, target stderr, answers to sshd's
@@ -70,12 +71,12 @@ final class SSHSession: @unchecked Sendable {
         self.idleTimeout = idleTimeout
         self.logger = logger
         guard SSHSession.libraryStatus == 0 else {
-            Glibc.close(socket)
+            Syscall.close(socket)
             throw VZError(.transport, "libssh2_init failed (\(SSHSession.libraryStatus))")
         }
         tap = KexInitTap(peer: peer)
         guard let s = vz_ssh2_session_init(tap.opaque) else {
-            Glibc.close(socket)
+            Syscall.close(socket)
             throw VZError(.transport, "libssh2_session_init failed for \(peer) (out of memory?)")
         }
         session = s
@@ -84,10 +85,10 @@ final class SSHSession: @unchecked Sendable {
         var r: [Int32] = [], w: [Int32] = []
         for _ in Actor.allCases {
             var fds: [Int32] = [-1, -1]
-            _ = pipe(&fds)
+            _ = Syscall.retrying { pipe(&fds) }
             for fd in fds where fd >= 0 {
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = Syscall.retrying { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+                _ = Syscall.retrying { fcntl(fd, F_SETFD, FD_CLOEXEC) }
             }
             r.append(fds[0]); w.append(fds[1])
         }
@@ -175,7 +176,7 @@ final class SSHSession: @unchecked Sendable {
         fds[0] = pollfd(fd: events == 0 ? -1 : socket, events: events, revents: 0)
         fds[1] = pollfd(fd: kickRead[actor.rawValue], events: Int16(POLLIN), revents: 0)
         unlock()
-        _ = poll(fds, 2, Int32(min(left * 1000, 60_000).rounded(.up)))
+        _ = Syscall.retrying { poll(fds, 2, Int32(min(left * 1000, 60_000).rounded(.up))) }
         if fds[1].revents != 0 {
             var sink: UInt64 = 0
             while Glibc.read(fds[1].fd, &sink, 8) > 0 {}
@@ -314,7 +315,7 @@ final class SSHSession: @unchecked Sendable {
     /// whose packets libssh2 builds on its stack and so cannot resume if they were half sent.
     func socketWritable() -> Bool {
         var p = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
-        return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLOUT) != 0
+        return Syscall.retrying({ poll(&p, 1, 0) }).0 == 1 && p.revents & Int16(POLLOUT) != 0
     }
 
     var hasPendingPacket: Bool { pendingActor != nil }
@@ -354,7 +355,7 @@ final class SSHSession: @unchecked Sendable {
     private func releaseDescriptorsIfIdle() {
         guard closed, inFlight == 0, !descriptorsReleased else { return }
         descriptorsReleased = true
-        Glibc.close(socket)
-        for fd in kickRead + kickWrite where fd >= 0 { Glibc.close(fd) }
+        Syscall.close(socket)
+        for fd in kickRead + kickWrite where fd >= 0 { Syscall.close(fd) }
     }
 }

@@ -40,7 +40,7 @@ enum TCPConnector {
                 _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 return fd
             }
-            Glibc.close(fd)
+            Syscall.close(fd)
             if code == ECONNREFUSED { refused = true }
             if code == ETIMEDOUT { timedOut = true }
             failures.append("\(address): \(code == ETIMEDOUT ? "no answer within \(format(timeout)) s" : Syscall.errnoDescription(code))")
