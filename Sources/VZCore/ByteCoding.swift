@@ -20,9 +20,15 @@ public struct ByteWriter {
     public mutating func raw<C: Collection>(_ data: C) where C.Element == UInt8 { bytes.append(contentsOf: data) }
     public mutating func raw(_ data: UnsafeRawBufferPointer) { bytes.append(contentsOf: data) }
 
-    /// A string as u16 length + UTF-8 bytes.
+    /// A string as u16 length + UTF-8 bytes; a longer one is cut at a character boundary (never
+    /// in the middle of a UTF-8 sequence, which the reader would refuse).
     public mutating func string(_ s: String) {
-        let utf8 = Array(s.utf8.prefix(Int(UInt16.max)))
+        var utf8 = Array(s.utf8.prefix(Int(UInt16.max) + 1))
+        if utf8.count > Int(UInt16.max) {
+            var end = Int(UInt16.max)
+            while end > 0 && utf8[end] & 0xC0 == 0x80 { end -= 1 }  // utf8[end] starts the first dropped character
+            utf8.removeSubrange(end...)
+        }
         u16(UInt16(utf8.count))
         raw(utf8)
     }

@@ -122,7 +122,9 @@ public enum Message: Equatable, Sendable {
         case let .openDisk(o):
             w.string(o.disk); w.u64(o.capacity); w.u32(o.blockSize); w.u8(o.mode.wireValue)
         case let .diskState(s):
-            w.u8(s.mapStatus.rawValue); w.u64(s.generation); w.u64(s.entryCount); w.string(s.note)
+            w.u8(s.mapStatus.rawValue); w.u64(s.generation); w.u64(s.entryCount)
+            // The reader takes at most 4096 bytes of note (a long datastore path could exceed it).
+            w.string(Message.truncated(s.note, maxBytes: 4096))
         case let .mapChunk(first, entries):
             w = ByteWriter(capacity: 12 + entries.count * BlockMap.Entry.encodedSize)
             w.u64(first); w.u32(UInt32(entries.count))

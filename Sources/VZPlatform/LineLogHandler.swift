@@ -24,7 +24,7 @@ public struct LineLogHandler: LogHandler {
             if let p = filePath {
                 let dir = (p as NSString).deletingLastPathComponent
                 if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-                file = fopen(p, "a")
+                file = fopen(p, "ae")  // close-on-exec: a spawned target agent must not inherit our log
                 if file == nil { fputs("warning: cannot open log file \(p): \(String(cString: strerror(errno))); logging to stderr only\n", stderr) }
             } else {
                 file = nil

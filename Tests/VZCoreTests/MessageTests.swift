@@ -220,3 +220,26 @@ final class MessageTests: XCTestCase {
                        .error(kind: "internal", message: String(repeating: "x", count: 2000)))
     }
 }
+
+/// Strings that exceed what their reader accepts are cut at a character boundary by the writer.
+final class MessageStringLimitTests: XCTestCase {
+    func testALongMapNoteIsCutToWhatTheReaderAccepts() throws {
+        let note = String(repeating: "é", count: 5000)  // 10,000 bytes of 2-byte characters
+        let m = Message.diskState(.init(mapStatus: .rebuilt, generation: 3, entryCount: 10, note: note))
+        var d = FrameDecoder()
+        d.append(m.encodedFrame())
+        guard case let .diskState(s)? = try d.nextFrame().map({ try Message.decode($0) }) else { return XCTFail("no diskState") }
+        XCTAssertEqual(s.note.utf8.count, 4096)
+        XCTAssertTrue(s.note.allSatisfy { $0 == "é" })
+    }
+
+    func testByteWriterNeverSplitsAUTF8Sequence() throws {
+        let s = String(repeating: "a", count: 65534) + "€€"  // 65,534 + 6 bytes: the limit falls inside the first €
+        var w = ByteWriter()
+        w.string(s)
+        var r = ByteReader(w.bytes[...], context: "t", errorKind: .corruptFrame)
+        let back = try r.string("s", maxLength: 70000)
+        XCTAssertEqual(back.utf8.count, 65534)
+        XCTAssertEqual(back, String(repeating: "a", count: 65534))
+    }
+}
