@@ -6,6 +6,8 @@ public struct VZError: Error, CustomStringConvertible, Equatable, Sendable {
         case badJobFile, badArgument
         // source side
         case sourceIO, sourceChanged
+        /// A source in a container format the agent does not read (qcow2, VHD, VHDX, VDI, RDM).
+        case sourceUnsupported
         // wire
         case protocolViolation, corruptFrame, hashMismatch, versionMismatch
         // transport (libssh2 / child process)

@@ -16,7 +16,7 @@ public final class SourceAgent {
         public init(for kind: VZError.Kind) {
             switch kind {
             case .badJobFile, .badArgument: self = .badJobFile
-            case .sourceIO, .sourceChanged: self = .sourceError
+            case .sourceIO, .sourceChanged, .sourceUnsupported: self = .sourceError
             case .connectionRefused, .connectionLost, .timeout, .dnsFailure, .hostKeyMismatch, .hostKeyUnknown,
                  .authenticationFailed, .noAcceptableCipher, .transport, .protocolViolation, .corruptFrame, .versionMismatch:
                 self = .transportError
