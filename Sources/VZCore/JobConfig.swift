@@ -16,12 +16,15 @@ public struct JobConfig: Codable, Equatable, Sendable {
         /// Expected capacity in bytes, when the controller recorded it at configuration time; a
         /// different size means the VM's hardware changed and the pass fails before sending.
         public var capacityBytes: UInt64?
+        /// How to read `source`; nil: sniff it (a VMDK is read as a VMDK, a raw image or block
+        /// device as raw, other containers are refused).
+        public var format: DiskFormat?
 
         /// The fields a disk may have; any other is refused (one case per field).
-        private enum CodingKeys: String, CodingKey, CaseIterable { case name, source, capacityBytes }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case name, source, capacityBytes, format }
 
-        public init(name: String, source: String, capacityBytes: UInt64? = nil) {
-            self.name = name; self.source = source; self.capacityBytes = capacityBytes
+        public init(name: String, source: String, capacityBytes: UInt64? = nil, format: DiskFormat? = nil) {
+            self.name = name; self.source = source; self.capacityBytes = capacityBytes; self.format = format
         }
 
         public init(from decoder: Decoder) throws {
@@ -30,8 +33,19 @@ public struct JobConfig: Codable, Equatable, Sendable {
             name = try c.decode(String.self, forKey: .name)
             source = try c.decode(String.self, forKey: .source)
             capacityBytes = try c.decodeWholeNumber(UInt64.self, forKey: .capacityBytes)
+            if let f = try c.decodeIfPresent(String.self, forKey: .format) {
+                guard let known = DiskFormat(rawValue: f) else {
+                    throw DecodingError.dataCorruptedError(forKey: .format, in: c, debugDescription:
+                        "'\(f)' is not a disk format (\(DiskFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                format = known
+            }
         }
     }
+
+    /// A disk's `format`: `raw` reads the source's bytes as they are, whatever they look like
+    /// (a disk that happens to start with a qcow2 magic); `vmdk` requires a VMDK.
+    public enum DiskFormat: String, Codable, Equatable, Sendable, CaseIterable { case raw, vmdk }
 
     public struct TargetConfig: Codable, Equatable, Sendable {
         public enum Transport: String, Codable, Sendable, CaseIterable {

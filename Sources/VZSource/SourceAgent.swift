@@ -52,7 +52,7 @@ public final class SourceAgent {
             // Open every disk first: a missing or resized disk fails the pass before anything is sent.
             let readers = try job.disks.map { d -> BlockReader in
                 current = d.name
-                let r = try RawBlockReader(path: d.source, disk: d.name)
+                let r = try SourceReaderFactory.open(d)
                 if let want = d.capacityBytes, want != r.capacity {
                     throw VZError(.sourceChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed")
                 }
