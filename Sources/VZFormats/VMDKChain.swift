@@ -92,8 +92,10 @@ public final class VMDKLink {
                 case .sparse:
                     reader = try HostedSparseExtent(access: access, fileName: name, sectors: e.sectors,
                                                     header: name == fileName ? embeddedHeader : nil, descriptor: fileName)
-                case .vmfsSparse, .seSparse:
-                    throw VZError(.sourceUnsupported, "\(fileName): extent \(i + 1) field 'type': \(e.type.rawValue) (an ESXi snapshot delta) is not read yet: consolidate the snapshots, or convert the chain with 'qemu-img convert -O vmdk'")
+                case .vmfsSparse:
+                    reader = try COWDExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
+                case .seSparse:
+                    reader = try SESparseExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
                 case .zero:
                     fatalError("handled above")
                 }
