@@ -86,18 +86,11 @@ public final class VMDKLink {
                 reader = ZeroExtent(sectors: e.sectors)
             } else {
                 let name = try VMDKNames.resolve(e.fileName ?? "", folder: folder, field: "extent \(i + 1) fileName", in: fileName)
-                switch e.type {
-                case .flat, .vmfs:
-                    reader = try FlatExtent(access: access, fileName: name, sectors: e.sectors, offsetSectors: e.offsetSectors, descriptor: fileName)
-                case .sparse:
-                    reader = try HostedSparseExtent(access: access, fileName: name, sectors: e.sectors,
-                                                    header: name == fileName ? embeddedHeader : nil, descriptor: fileName)
-                case .vmfsSparse:
-                    reader = try COWDExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
-                case .seSparse:
-                    reader = try SESparseExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
-                case .zero:
-                    fatalError("handled above")
+                do {
+                    reader = try VMDKLink.openExtent(e, name: name, link: fileName, embeddedHeader: embeddedHeader, access: access)
+                } catch let error as VZError where !error.message.hasPrefix("\(fileName): ") {
+                    // Name the descriptor that points at the extent, not only the extent.
+                    throw VZError(error.kind, "\(fileName): extent \(i + 1) '\(name)': \(error.message)")
                 }
             }
             starts.append(at)
@@ -107,6 +100,23 @@ public final class VMDKLink {
         self.extents = extents
         self.starts = starts
         self.capacity = at
+    }
+
+    static func openExtent(_ e: VMDKDescriptor.Extent, name: String, link fileName: String,
+                           embeddedHeader: SparseExtentHeader?, access: VMDKFileAccess) throws -> VMDKExtentReader {
+        switch e.type {
+        case .flat, .vmfs:
+            return try FlatExtent(access: access, fileName: name, sectors: e.sectors, offsetSectors: e.offsetSectors, descriptor: fileName)
+        case .sparse:
+            return try HostedSparseExtent(access: access, fileName: name, sectors: e.sectors,
+                                          header: name == fileName ? embeddedHeader : nil, descriptor: fileName)
+        case .vmfsSparse:
+            return try COWDExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
+        case .seSparse:
+            return try SESparseExtent(access: access, fileName: name, sectors: e.sectors, descriptor: fileName)
+        case .zero:
+            return ZeroExtent(sectors: e.sectors)
+        }
     }
 
     /// The extent holding byte `offset` of the link.

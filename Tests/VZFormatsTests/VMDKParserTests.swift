@@ -264,3 +264,33 @@ final class VMDKSparseParserTests: XCTestCase {
         XCTAssertEqual(try exact.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try Inflate.decompress(p, into: $0, context: "g") } }, 65536)
     }
 }
+
+/// The vmdk fuzz target's seeds (Fuzz/corpus/vmdk) are real, readable files: a seed that fails
+/// to parse would only fuzz the first check.
+final class VMDKFuzzSeedTests: XCTestCase {
+    func seed(_ name: String) throws -> [UInt8] {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        return [UInt8](try Data(contentsOf: here.appendingPathComponent("../../Fuzz/corpus/vmdk/\(name)").standardized))
+    }
+
+    func testVMDK_FuzzSeedsAreReadable() throws {
+        for (name, grain, value) in [("sparse", 5, UInt8(0x42)), ("stream", 2, UInt8(0x43))] {
+            let c = try VMDKChain(leaf: "d.vmdk", folder: "/vm", access: MemoryVMDKFolder(["d.vmdk": try seed(name)]))
+            XCTAssertEqual(c.capacity, 8 * 512)
+            var b = [UInt8](repeating: 0, count: 512)
+            try b.withUnsafeMutableBytes { try c.read(at: UInt64(grain) * 512, into: $0) }
+            XCTAssertEqual(b, [UInt8](repeating: value, count: 512), name)
+        }
+    }
+}
+
+extension VMDKFuzzSeedTests {
+    /// Fuzz finding: an embedded descriptor naming a missing extent failed with the extent's
+    /// own error only ("d.)mdk: no such file"), not naming the descriptor that points at it.
+    func testVMDK_FuzzFinding_AnExtentErrorNamesTheDescriptor() throws {
+        let bytes = try seed("finding-extent-name")
+        assertSourceError(["d.vmdk: extent 1 'd.)mdk': "]) {
+            try VMDKChain(leaf: "d.vmdk", folder: "/vm", access: MemoryVMDKFolder(["d.vmdk": bytes]))
+        }
+    }
+}
