@@ -37,6 +37,8 @@ final class DiskReplicator {
     let events: EventEmitter
     var logger: Logger
     let workers: Int
+    /// More fields of `disk-started` from the reader factory (`chain`, `snapshots`).
+    var startedFields: [String: Any] = [:]
 
     init(disk: JobConfig.DiskConfig, reader: BlockReader, job: JobConfig, channel: MessageChannel,
          events: EventEmitter, logger: Logger, workers: Int) {
@@ -62,7 +64,8 @@ final class DiskReplicator {
             events.emit("map-untrusted", ["disk": disk.name, "reason": state.note])
         }
         events.emit("disk-started", ["disk": disk.name, "capacityBytes": reader.capacity, "mapStatus": result.mapStatus,
-                                     "generation": state.generation, "blockSize": job.blockSize])
+                                     "generation": state.generation, "blockSize": job.blockSize]
+                                     .merging(startedFields) { a, _ in a })
         logger.info("scanning \(reader.displayName): \(reader.capacity) bytes, \(map.count) blocks, map \(state.mapStatus) generation \(state.generation)")
 
         let plan = PassPlan(capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode, whitespace: job.whitespace,

@@ -50,13 +50,15 @@ public final class SourceAgent {
         var current: String?
         do {
             // Open every disk first: a missing or resized disk fails the pass before anything is sent.
-            let readers = try job.disks.map { d -> BlockReader in
+            let sources = try job.disks.map { d -> SourceDisk in
                 current = d.name
-                let r = try SourceReaderFactory.open(d)
+                let source = try SourceReaderFactory.open(d)
+                for line in source.notes { logger.info("disk \(d.name): \(line)") }
+                let r = source.reader
                 if let want = d.capacityBytes, want != r.capacity {
                     throw VZError(.sourceChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed")
                 }
-                return r
+                return source
             }
             current = nil
             let stream = try TransportFactory.connect(job.target, logger: logger)
@@ -69,10 +71,11 @@ public final class SourceAgent {
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             logger.info("connected to \(targetVersion) (\(banner))")
-            for (d, reader) in zip(job.disks, readers) {
+            for (d, source) in zip(job.disks, sources) {
                 current = d.name
-                let replicator = DiskReplicator(disk: d, reader: reader, job: job, channel: channel, events: events,
+                let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,
                                                 logger: logger, workers: workers)
+                replicator.startedFields = source.eventFields
                 let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)
                 events.emit("disk-finished", r.eventFields)

@@ -80,3 +80,70 @@ extension AgentHarness {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     }
 }
+
+/// A job disk given as a VM's `.vmx` and node: the running chain is replicated, `disk-started`
+/// reports the snapshots in it and the lateral ones, and (strace) no lateral link is opened.
+final class VMDKVMFolderReplicationTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    func testVMDK_AVMDiskReplicatesItsRunningChainAndSkipsLateralSnapshots() throws {
+        let vm = h.dir + "/web01"
+        try FileManager.default.createDirectory(atPath: vm, withIntermediateDirectories: true)
+        typealias W = QemuFixtures.Write
+        let size: UInt64 = 8 << 20
+        try QemuFixtures.create(vm + "/base.vmdk", subformat: "monolithicSparse", size: size, writes: [W(0x10, at: 0, 2 << 20)])
+        try QemuFixtures.create(vm + "/s1.vmdk", subformat: "monolithicSparse", size: size, backing: "base.vmdk", writes: [W(0x20, at: 1 << 20, 65536)])
+        try QemuFixtures.create(vm + "/leaf.vmdk", subformat: "monolithicSparse", size: size, backing: "s1.vmdk", writes: [W(0x30, at: 3 << 20, 4096)])
+        try QemuFixtures.create(vm + "/lateral.vmdk", subformat: "monolithicSparse", size: size, backing: "base.vmdk", writes: [W(0x99, at: 0, 1 << 20)])
+        try Data("""
+            .encoding = "UTF-8"
+            scsi0:0.present = "TRUE"
+            scsi0:0.fileName = "leaf.vmdk"
+
+            """.utf8).write(to: URL(fileURLWithPath: vm + "/web01.vmx"))
+        try Data("""
+            snapshot.current = "2"
+            snapshot0.uid = "1"
+            snapshot0.displayName = "before-update"
+            snapshot0.numDisks = "1"
+            snapshot0.disk0.fileName = "base.vmdk"
+            snapshot0.disk0.node = "scsi0:0"
+            snapshot1.uid = "2"
+            snapshot1.parent = "1"
+            snapshot1.displayName = "update-a"
+            snapshot1.numDisks = "1"
+            snapshot1.disk0.fileName = "s1.vmdk"
+            snapshot1.disk0.node = "scsi0:0"
+            snapshot2.uid = "3"
+            snapshot2.parent = "1"
+            snapshot2.displayName = "update-b"
+            snapshot2.numDisks = "1"
+            snapshot2.disk0.fileName = "lateral.vmdk"
+            snapshot2.disk0.node = "scsi0:0"
+
+            """.utf8).write(to: URL(fileURLWithPath: vm + "/web01.vmsd"))
+        let jobPath = try h.writeJob(disks: [("disk0", vm + "/web01.vmx")])
+        // writeJob knows name and source only: add the node.
+        var job = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: jobPath))) as! [String: Any]
+        job["disks"] = [["name": "disk0", "source": vm + "/web01.vmx", "node": "scsi0:0"]]
+        try JSONSerialization.data(withJSONObject: job).write(to: URL(fileURLWithPath: jobPath))
+        let trace = h.dir + "/strace.out"
+        let r = try AgentHarness.run(["/usr/bin/strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", trace,
+                                      AgentHarness.source, "replicate", "--job", jobPath, "--log-file", h.dir + "/source.log"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        try QemuFixtures.oracle(vm + "/leaf.vmdk", into: h.dir + "/oracle.raw")
+        XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/oracle.raw", h.root + "/vm1/disk0-flat.vmdk"))
+        let opens = try String(contentsOfFile: trace, encoding: .utf8)
+        XCTAssertTrue(opens.contains("\"leaf.vmdk\"") && opens.contains("\"base.vmdk\""), "strace saw no VMDK opens:\n\(opens.suffix(2000))")
+        XCTAssertFalse(opens.contains("lateral.vmdk"), "the lateral link was opened")
+        let started = try XCTUnwrap(r.events("disk-started").first)
+        let snapshots = try XCTUnwrap(started["snapshots"] as? [String: Any], "\(started)")
+        XCTAssertEqual((snapshots["inChain"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["before-update", "update-a"])
+        XCTAssertEqual((snapshots["lateral"] as? [[String: Any]])?.compactMap { $0["file"] as? String }, ["lateral.vmdk"])
+        XCTAssertEqual((started["chain"] as? [[String: Any]])?.compactMap { $0["file"] as? String }, ["leaf.vmdk", "s1.vmdk", "base.vmdk"])
+        let log = try String(contentsOfFile: h.dir + "/source.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("lateral, not read: 3 'update-b' (lateral.vmdk)"), log)
+    }
+}

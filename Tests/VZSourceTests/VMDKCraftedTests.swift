@@ -24,7 +24,7 @@ final class VMDKCraftedTests: XCTestCase {
     func save(_ text: String, _ name: String) throws { try save(Array(text.utf8), name) }
 
     func open(_ name: String) throws -> BlockReader {
-        try SourceReaderFactory.open(JobConfig.DiskConfig(name: "disk0", source: dir + "/" + name))
+        try SourceReaderFactory.open(JobConfig.DiskConfig(name: "disk0", source: dir + "/" + name)).reader
     }
 
     func readAll(_ r: BlockReader) throws -> [UInt8] {

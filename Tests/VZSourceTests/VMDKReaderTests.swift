@@ -20,7 +20,7 @@ final class VMDKReaderTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     func open(_ path: String, format: JobConfig.DiskFormat? = nil) throws -> BlockReader {
-        try SourceReaderFactory.open(JobConfig.DiskConfig(name: "disk0", source: path, format: format))
+        try SourceReaderFactory.open(JobConfig.DiskConfig(name: "disk0", source: path, format: format)).reader
     }
 
     /// Reads the whole disk in `chunk`-byte pieces (odd sizes cross grains and extents).
