@@ -11,9 +11,14 @@ public protocol VMDKFileAccess: AnyObject {
     /// Inflates a zlib stream into `output`, at most `output.count` bytes, and returns how many
     /// were produced; more, or malformed input, is an error naming `context`.
     func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, context: String) throws -> Int
+    /// Holes of the file below `limit` (SEEK_HOLE on a thin -flat.vmdk), known to read as zeros.
+    /// An empty answer is always correct.
+    func holes(of name: String, below limit: UInt64) throws -> ExtentSet
 }
 
 extension VMDKFileAccess {
+    public func holes(of name: String, below limit: UInt64) throws -> ExtentSet { ExtentSet() }
+
     public func read(_ name: String, at offset: UInt64, count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         try bytes.withUnsafeMutableBytes { try read(name, at: offset, into: $0) }
@@ -67,7 +72,12 @@ public final class FlatExtent: VMDKExtentReader {
         return .data
     }
 
-    public func allocation() throws -> (zero: ExtentSet, unallocated: ExtentSet) { (ExtentSet(), ExtentSet()) }
+    /// The file's holes inside the region (a thin flat file's unwritten parts) are zeros.
+    public func allocation() throws -> (zero: ExtentSet, unallocated: ExtentSet) {
+        let holes = try access.holes(of: fileName, below: start + byteCount)
+            .intersection(ExtentSet([Extent(offset: start, length: byteCount)]))
+        return (ExtentSet(holes.map { Extent(offset: $0.offset - start, length: $0.length) }), ExtentSet())
+    }
 }
 
 /// A `ZERO` extent: no file, reads zeros.

@@ -31,6 +31,12 @@ final class FolderFileAccess: VMDKFileAccess, @unchecked Sendable {
         try file(name).read(at: offset, into: buffer)
     }
 
+    func holes(of name: String, below limit: UInt64) throws -> ExtentSet {
+        let f = try file(name)
+        guard try f.status().isRegularFile else { return ExtentSet() }
+        return try f.holes(below: limit)
+    }
+
     func inflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, context: String) throws -> Int {
         try Inflate.decompress(input, into: output, context: context, errorKind: .sourceIO)
     }

@@ -87,6 +87,8 @@ final class VMDKReaderTests: XCTestCase {
         let w = QemuFixtures.scatteredWrites(size, pattern: 0x61)
         try QemuFixtures.create(dir + "/mf.vmdk", subformat: "monolithicFlat", size: size, writes: w)
         try assertMatchesOracle(dir + "/mf.vmdk", written: w)
+        // qemu's -flat.vmdk is a sparse file: its holes are known zeros, as a raw image's are.
+        XCTAssertGreaterThan(try open(dir + "/mf.vmdk").knownZeroExtents().totalLength, size / 2)
     }
 
     func testVMDK_TwoGbMaxExtentSparseAndFlat() throws {
