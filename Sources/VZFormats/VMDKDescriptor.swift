@@ -77,6 +77,8 @@ public struct VMDKDescriptor: Equatable, Sendable {
             }
             raw.removeSubrange(firstNul...)
         }
+        if raw.starts(with: [0xEF, 0xBB, 0xBF]) { raw.removeFirst(3) }  // a UTF-8 byte order mark
+        let isASCII = raw.allSatisfy { $0 < 0x80 }
         guard let text = String(validating: raw, as: UTF8.self) else {
             throw VZError(.sourceIO, "\(fileName): descriptor is not UTF-8 text (other encodings are not read; convert the file names to UTF-8)")
         }
@@ -123,11 +125,13 @@ public struct VMDKDescriptor: Equatable, Sendable {
             default:
                 if key.hasPrefix("ddb.") { ddb[key] = unquoted }
                 // encoding, isNativeSnapshot, changeTrackPath and the like: read, not needed.
+                // Another charset (Workstation on Windows writes windows-1252) is fine as long as
+                // the text is ASCII, where all of them agree; otherwise names could be misread.
                 if key == "encoding" || key == "ddb.encoding" {
                     let enc = unquoted.lowercased()
-                    guard enc == "utf-8" || enc == "utf8" || enc == "us-ascii" || enc == "ascii" else {
+                    guard enc == "utf-8" || enc == "utf8" || isASCII else {
                         throw fail(key == "encoding" ? "encoding" : "ddb.encoding",
-                                   "'\(unquoted)' is not read (UTF-8 only); rewrite the descriptor in UTF-8")
+                                   "'\(unquoted)' with non-ASCII text is not read (UTF-8 only); rewrite the descriptor in UTF-8")
                     }
                 }
             }

@@ -98,7 +98,10 @@ final class VMDKDescriptorParserTests: XCTestCase {
         assertSourceError(["bad.vmdk", "field 'CID'", "missing"]) { try parse("createType=\"vmfs\"\nRW 1 ZERO\n") }
         assertSourceError(["field 'CID'", "hex"]) { try parse("CID=xyz\ncreateType=\"vmfs\"\nRW 1 ZERO\n") }
         assertSourceError(["field 'CID'"]) { try parse("CID=123456789\ncreateType=\"vmfs\"\nRW 1 ZERO\n") }
-        assertSourceError(["field 'encoding'", "windows-1252"]) { try parse("encoding=\"windows-1252\"\n" + head + "RW 1 ZERO\n") }
+        assertSourceError(["field 'encoding'", "windows-1252"]) { try parse("encoding=\"windows-1252\"\n" + head + "RW 1 FLAT \"café.raw\" 0\n") }
+        // The same charset over ASCII text reads as it is; so does a UTF-8 byte order mark.
+        XCTAssertNoThrow(try parse("encoding=\"windows-1252\"\n" + head + "RW 1 ZERO\n"))
+        XCTAssertNoThrow(try VMDKDescriptor.parse([0xEF, 0xBB, 0xBF] + Array((head + "RW 1 ZERO\n").utf8), fileName: "bad.vmdk"))
         assertSourceError(["field 'sectors'"]) { try parse(head + "RW 99999999999999999 FLAT \"x\" 0\n") }
         assertSourceError(["field 'sectors'", "1 PiB"]) { try parse(head + "RW 2199023255553 FLAT \"x\" 0\n") }
         assertSourceError(["field 'type'", "VMFSRDM"]) { try parse(head + "RW 8 VMFSRDM \"x-rdm.vmdk\"\n") }
