@@ -59,6 +59,10 @@ final class DiskReplicator {
                          in: &session)
         let (state, map) = try receiveMap(&session)
         result.mapStatus = "\(state.mapStatus)"
+        if state.mapStatus == .replicaModified {
+            logger.warning("the replica was modified on the target outside vzrepl (\(state.note)); it hashed the replica instead of trusting its map")
+            events.emit("replica-modified", ["disk": disk.name, "reason": state.note])
+        }
         if state.mapStatus == .rebuilt {
             logger.warning("the target's map was not trusted (\(state.note)); it hashed the replica instead")
             events.emit("map-untrusted", ["disk": disk.name, "reason": state.note])

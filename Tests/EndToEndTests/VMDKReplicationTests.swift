@@ -147,3 +147,61 @@ final class VMDKVMFolderReplicationTests: XCTestCase {
         XCTAssertTrue(log.contains("lateral, not read: 3 'update-b' (lateral.vmdk)"), log)
     }
 }
+
+/// The target's CID record: written at every commit; a replica written out of band (its CID
+/// changed, as ESXi changes it when the replica VM is powered on) is hashed, not trusted, and
+/// the pass converges.
+final class VMDKCIDRecordTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    func record() throws -> (cid: UInt32, generation: UInt64) {
+        let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: h.root + "/vm1/disk0.vzcid")))
+        XCTAssertEqual(b.count, 32)
+        XCTAssertEqual(Array(b[0..<8]), Array("VZCIDREC".utf8))
+        let cid = b[12..<16].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let gen = b[20..<28].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (cid, gen)
+    }
+
+    func descriptorCID() throws -> String {
+        let text = try String(contentsOfFile: h.root + "/vm1/disk0.vmdk", encoding: .utf8)
+        return String(text.split(separator: "\n").first { $0.hasPrefix("CID=") }!.dropFirst(4))
+    }
+
+    func testVMDK_AReplicaWrittenOutOfBandIsHashedAndConverges() throws {
+        let src = h.dir + "/d.raw"
+        try AgentHarness.makeImage(src, size: 4 << 20)
+        try AgentHarness.write(AgentHarness.randomBytes(2 << 20, seed: 3), to: src, at: 0)
+        let job = try h.writeJob(disks: [("disk0", src)])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        let first = try record()
+        XCTAssertEqual(first.generation, 1)
+        XCTAssertEqual(String(format: "%08x", first.cid), try descriptorCID())
+        let r2 = try h.replicate(job)
+        XCTAssertEqual(r2.status, 0)
+        XCTAssertEqual(r2.events("replica-modified").count, 0, r2.stdout)
+        let second = try record()
+        XCTAssertEqual(second.generation, 2)
+        XCTAssertNotEqual(second.cid, first.cid)
+        // Out of band: a write into the replica, and a new CID in its descriptor, as ESXi would.
+        try AgentHarness.write(Data(repeating: 0xAB, count: 65536), to: h.root + "/vm1/disk0-flat.vmdk", at: 1 << 20)
+        let desc = h.root + "/vm1/disk0.vmdk"
+        let text = try String(contentsOfFile: desc, encoding: .utf8)
+        try text.replacingOccurrences(of: "CID=\(try descriptorCID())", with: "CID=0badc0de")
+            .write(toFile: desc, atomically: false, encoding: .utf8)
+        let r3 = try h.replicate(job)
+        XCTAssertEqual(r3.status, 0, r3.stdout + r3.stderr)
+        let e = try XCTUnwrap(r3.events("replica-modified").first, r3.stdout)
+        XCTAssertEqual(e["disk"] as? String, "disk0")
+        XCTAssertTrue((e["reason"] as? String ?? "").contains("CID 0badc0de"), "\(e)")
+        XCTAssertEqual(r3.events("disk-started").first?["mapStatus"] as? String, "replicaModified")
+        XCTAssertGreaterThan(r3.finished()?["changedBytes"] as? Int ?? 0, 0, "the out-of-band write was repaired")
+        XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
+        XCTAssertEqual(try record().generation, 3)
+        let r4 = try h.replicate(job)
+        XCTAssertEqual(r4.events("replica-modified").count, 0, "converged: the next pass trusts the map again")
+        XCTAssertEqual(r4.events("disk-started").first?["mapStatus"] as? String, "valid")
+    }
+}

@@ -297,3 +297,24 @@ extension VMDKFuzzSeedTests {
         }
     }
 }
+
+final class VMDKCIDRecordFileTests: XCTestCase {
+    func testVMDK_CIDRecordRoundTripsAndRefusesDamage() throws {
+        let r = CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42)
+        let bytes = r.encode()
+        XCTAssertEqual(bytes.count, 32)
+        XCTAssertTrue(r.accepts(0x99) && r.accepts(0x1234abcd) && !r.accepts(0x1234abce))
+        XCTAssertEqual(Array(bytes[0..<8]), Array("VZCIDREC".utf8))
+        XCTAssertEqual(Array(bytes[12..<16]), [0xcd, 0xab, 0x34, 0x12])
+        XCTAssertEqual(try CIDRecordFile.decode(bytes, fileName: "d.vzcid"), r)
+        for i in 0..<bytes.count {
+            var bad = bytes
+            bad[i] ^= 0x40
+            XCTAssertThrowsError(try CIDRecordFile.decode(bad, fileName: "d.vzcid"), "byte \(i)") { e in
+                XCTAssertEqual((e as? VZError)?.kind, .corruptMap)
+                XCTAssertTrue("\(e)".contains("d.vzcid"), "\(e)")
+            }
+        }
+        XCTAssertThrowsError(try CIDRecordFile.decode(Array(bytes.dropLast()), fileName: "d.vzcid"))
+    }
+}
