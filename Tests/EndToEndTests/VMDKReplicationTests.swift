@@ -205,3 +205,51 @@ final class VMDKCIDRecordTests: XCTestCase {
         XCTAssertEqual(r4.events("disk-started").first?["mapStatus"] as? String, "valid")
     }
 }
+
+/// A grown source disk is a hardware change: passes fail (exit 3) until `vzrepl-target resize`
+/// grows the replica the same way; then the pass is differential over the grown map.
+final class VMDKResizeTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    func resize(_ capacity: UInt64) throws -> AgentHarness.Result {
+        try AgentHarness.run([AgentHarness.target, "resize", "--root", h.root, "--job", "vm1", "--disk", "disk0",
+                              "--capacity", "\(capacity)", "--log-file", h.dir + "/resize.log"])
+    }
+
+    func testVMDK_ResizeGrowsTheReplicaAndItsMapAndRefusesShrinking() throws {
+        let src = h.dir + "/d.raw"
+        let old: UInt64 = (4 << 20) + 4096   // a short last block: it grows
+        try AgentHarness.makeImage(src, size: old)
+        try AgentHarness.write(AgentHarness.randomBytes(1 << 20, seed: 9), to: src, at: 0)
+        try AgentHarness.write(AgentHarness.randomBytes(4096, seed: 10), to: src, at: 4 << 20)
+        let job = try h.writeJob(disks: [("disk0", src)])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        // The source disk grows, with data in the new part.
+        let new: UInt64 = 8 << 20
+        let f = try FileHandle(forWritingTo: URL(fileURLWithPath: src))
+        try f.truncate(atOffset: new)
+        try f.close()
+        try AgentHarness.write(AgentHarness.randomBytes(65536, seed: 11), to: src, at: 6 << 20)
+        let refused = try h.replicate(job)
+        XCTAssertEqual(refused.status, 3, refused.stdout)
+        XCTAssertTrue((refused.events("error").first?["message"] as? String ?? "").contains("hardware changed"), refused.stdout)
+        let shrink = try resize(1 << 20)
+        XCTAssertNotEqual(shrink.status, 0)
+        XCTAssertTrue(shrink.stdout.contains("shrinking it to 1048576 is refused"), shrink.stdout)
+        let grow = try resize(new)
+        XCTAssertEqual(grow.status, 0, grow.stdout + grow.stderr)
+        XCTAssertTrue(grow.stdout.contains("grown from \(old) to \(new) bytes; map grown"), grow.stdout)
+        let attrs = try FileManager.default.attributesOfItem(atPath: h.root + "/vm1/disk0-flat.vmdk")
+        XCTAssertEqual(attrs[.size] as? UInt64, new)
+        XCTAssertTrue(try String(contentsOfFile: h.root + "/vm1/disk0.vmdk", encoding: .utf8).contains("RW \(new / 512) VMFS"))
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertEqual(r.events("disk-started").first?["mapStatus"] as? String, "valid", "the grown map is trusted")
+        XCTAssertEqual(r.events("replica-modified").count, 0, "resize records its own CID")
+        XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
+        // Only the grown last block and the new data travel.
+        XCTAssertLessThanOrEqual(r.finished()?["changedBytes"] as? Int ?? Int.max, 2 * 65536)
+    }
+}
