@@ -16,7 +16,7 @@ public final class SourceAgent {
         public init(for kind: VZError.Kind) {
             switch kind {
             case .badJobFile, .badArgument: self = .badJobFile
-            case .sourceIO, .sourceChanged, .sourceUnsupported: self = .sourceError
+            case .sourceIO, .sourceChanged, .sourceUnsupported, .hardwareChanged: self = .sourceError
             case .connectionRefused, .connectionLost, .timeout, .dnsFailure, .hostKeyMismatch, .hostKeyUnknown,
                  .authenticationFailed, .noAcceptableCipher, .transport, .protocolViolation, .corruptFrame, .versionMismatch:
                 self = .transportError
@@ -56,7 +56,7 @@ public final class SourceAgent {
                 for line in source.notes { logger.info("disk \(d.name): \(line)") }
                 let r = source.reader
                 if let want = d.capacityBytes, want != r.capacity {
-                    throw VZError(.sourceChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed")
+                    throw VZError(.hardwareChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed. Reconfigure the target VM's disk the same way (vzrepl-target resize for a grown disk) and update capacityBytes in the job, then run the pass again")
                 }
                 return source
             }

@@ -13,7 +13,7 @@ public final class FlatReplicaStore: ReplicaStore {
         guard let f = try directory.openIfExists(files.flat, flags: O_RDWR) else { return nil }
         let size = try f.size()
         if let want = expectedCapacity, size != want {
-            throw VZError(.sourceChanged, "disk '\(files.disk)': the source disk has \(want) bytes but its replica \(f.path) holds \(size): the VM's hardware changed. Reconfigure the target VM's disk to the new size (or, to seed again, remove the replica's files \(files.descriptor), \(files.flat), \(files.map)), then run the pass again")
+            throw VZError(.hardwareChanged, "disk '\(files.disk)': the source disk has \(want) bytes but its replica \(f.path) holds \(size): the VM's hardware changed. Reconfigure the target VM's disk to the new size (`vzrepl-target resize --job JOB --disk \(files.disk) --capacity \(want)` for a grown disk; or, to seed again, remove the replica's files \(files.descriptor), \(files.flat), \(files.map)), then run the pass again")
         }
         return FlatReplica(directory: directory, files: files, flat: f, capacity: size)
     }
