@@ -1,6 +1,8 @@
 // libFuzzer target: a VMDK as the source agent meets it — a text descriptor, or a sparse file
 // (hosted sparse, streamOptimized, with its embedded descriptor), opened as the one file d.vmdk
-// of a folder, then read and asked for its known zeros.
+// of a folder, then read and asked for its known zeros. Inputs starting "COWD" or with the
+// SEsparse magic are also opened as that extent directly (their descriptor is another file);
+// every input is also parsed as a .vmx and a .vmsd.
 // Built by Scripts/fuzz.sh together with Sources/VZCore/*.swift and Sources/VZFormats/*.swift.
 // Properties: only VZErrors, each naming the file; no trap; memory bounded by the input
 // (libFuzzer's -malloc_limit_mb catches an allocation sized by an unchecked field).
@@ -32,15 +34,34 @@ final class FuzzFolder: VMDKFileAccess {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func vmdkFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    func check(_ body: () throws -> Void) {
+    func check(naming file: String = ".vmdk", _ body: () throws -> Void) {
         do { try body() } catch let e as VZError {
-            precondition(e.message.contains(".vmdk") || e.message.contains("d.vmdk"), "error does not name the file: \(e)")
+            precondition(e.message.contains(file), "error does not name the file: \(e)")
         } catch {
             fatalError("non-VZError thrown: \(error)")
         }
     }
     check { _ = try VMDKDescriptor.parse(bytes, fileName: "fuzz.vmdk") }
     check { _ = try SparseExtentHeader.parse(bytes, fileName: "fuzz.vmdk", fileSize: UInt64(bytes.count)) }
+    check(naming: "fuzz.vmx") { _ = try VMXFile.parse(bytes, fileName: "fuzz.vmx").diskFileName(node: "scsi0:0") }
+    check(naming: "fuzz.vmsd") { _ = try SnapshotDatabase.parse(bytes, fileName: "fuzz.vmsd") }
+    func readExtent(_ e: VMDKExtentReader) throws {
+        _ = try e.allocation()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for at in [0, e.byteCount / 2, e.byteCount - min(4096, e.byteCount)] {
+            let n = Int(min(UInt64(buffer.count), e.grainRemainder(at: at)))
+            _ = try buffer.withUnsafeMutableBytes { try e.read(at: at, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+    if bytes.count >= 32 {
+        let sectors = UInt64(bytes[16]) << 8 | UInt64(bytes[17]) + 1   // an extent line's size, from the input
+        if Array(bytes.prefix(4)) == Array("COWD".utf8) {
+            check { try readExtent(try COWDExtent(access: FuzzFolder(bytes), fileName: "d.vmdk", sectors: sectors, descriptor: "fuzz.vmdk")) }
+        }
+        if Array(bytes.prefix(8)) == [0xBE, 0xBA, 0xFE, 0xCA, 0, 0, 0, 0] {
+            check { try readExtent(try SESparseExtent(access: FuzzFolder(bytes), fileName: "d.vmdk", sectors: sectors * 8, descriptor: "fuzz.vmdk")) }
+        }
+    }
     check {
         let chain = try VMDKChain(leaf: "d.vmdk", folder: "/vm", access: FuzzFolder(bytes))
         precondition(chain.capacity > 0)

@@ -51,6 +51,9 @@ struct GenerateCorpus {
             """.utf8) + [0, 0, 0, 0])
 
         // vmdk: one file, d.vmdk, whose embedded descriptor names itself; tiny grains keep it small.
+        // (The cowd, sesparse, vmx and vmsd seeds of Fuzz/corpus/vmdk/ were written with
+        // Tests/VZTestSupport/VMDKCraft.swift: VMDKCraft.cowd(capacitySectors: 8192, sectors: {3, 4097}),
+        // VMDKCraft.seSparse(capacitySectors: 2048, grains: {0: data, 1: zero, 2: unmapped}, firstSlot: 1).)
         func sparse(flags: UInt32, compress: UInt16, version: UInt32, grains: [(UInt32, [UInt8])]) -> [UInt8] {
             let header = SparseExtentHeader(version: version, flags: flags, capacitySectors: 8, grainSectors: 1,
                                             descriptorOffset: 1, descriptorSectors: 1, numGTEsPerGT: 8, rgdOffset: 0,

@@ -146,7 +146,8 @@ public enum SourceReaderFactory {
         }
         if starts([0x7F, 0x10, 0xDA, 0xBE], at: 64, in: head) { return .unsupported("a VirtualBox VDI image") }
         if SparseExtentHeader.hasMagic(head) || VMDKDescriptor.looksLikeDescriptor(head) { return .vmdk }
-        if starts(Array("COWD".utf8), in: head) { return .vmdk }
+        // A bare ESXi delta (COWD, SEsparse): VMDKLink refuses it, naming its descriptor as the source.
+        if starts(Array("COWD".utf8), in: head) || starts([0xBE, 0xBA, 0xFE, 0xCA, 0, 0, 0, 0], in: head) { return .vmdk }
         return .raw
     }
 
