@@ -80,7 +80,7 @@ public enum SourceReaderFactory {
             func describe(_ s: SnapshotDatabase.Snapshot) -> [String: Any] {
                 ["uid": s.uid, "name": s.displayName, "file": s.disks[node.lowercased()] ?? ""]
             }
-            fields["snapshots"] = ["current": db.current as Any, "inChain": inChain.map(describe), "lateral": lateral.map(describe)]
+            fields["snapshots"] = ["current": db.current.map { $0 as Any } ?? NSNull(), "inChain": inChain.map(describe), "lateral": lateral.map(describe)]
             notes.append("snapshots in the chain: \(inChain.map { "\($0.uid) '\($0.displayName)'" }.joined(separator: ", ").ifEmpty("none")); "
                          + "lateral, not read: \(lateral.map { "\($0.uid) '\($0.displayName)' (\($0.disks[node.lowercased()] ?? ""))" }.joined(separator: ", ").ifEmpty("none"))")
         }

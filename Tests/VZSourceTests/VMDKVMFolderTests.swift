@@ -116,3 +116,15 @@ final class VMDKVMFolderTests: XCTestCase {
         }
     }
 }
+
+extension VMDKVMFolderTests {
+    /// A .vmsd without snapshot.current still makes a disk-started that serializes (JSON null).
+    func testVMDK_SnapshotFieldsAreJSONEvenWithoutACurrentSnapshot() throws {
+        try Self.makeVM(in: dir, size: 4 * mib)
+        try Data(Self.vmsd.replacingOccurrences(of: "snapshot.current = \"2\"\n", with: "").utf8)
+            .write(to: URL(fileURLWithPath: dir + "/web01.vmsd"))
+        let disk = try SourceReaderFactory.open(JobConfig.DiskConfig(name: "disk0", source: dir + "/web01.vmx", node: "scsi0:0"))
+        XCTAssertTrue(JSONSerialization.isValidJSONObject(disk.eventFields), "\(disk.eventFields)")
+        XCTAssertNoThrow(try JSONSerialization.data(withJSONObject: disk.eventFields))
+    }
+}
