@@ -200,6 +200,9 @@ public final class VMDKChain: BlockReader {
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard offset <= capacity, UInt64(buffer.count) <= capacity - offset else {
+            throw VZError(.internal, "\(displayName): read of \(buffer.count) bytes at \(offset) is past the disk's \(capacity) bytes")
+        }
         try read(link: 0, at: offset, into: buffer)
     }
 
