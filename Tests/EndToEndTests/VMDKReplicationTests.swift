@@ -253,3 +253,39 @@ final class VMDKResizeTests: XCTestCase {
         XCTAssertLessThanOrEqual(r.finished()?["changedBytes"] as? Int ?? Int.max, 2 * 65536)
     }
 }
+
+/// The formats qemu-img cannot write, crafted byte by byte, through the real agents: an ESXi
+/// chain vmfs flat <- COWD <- SEsparse and VMware's GD-at-end stream; each replica equals qemu's
+/// reading of the same files.
+final class VMDKCraftedReplicationTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    func testVMDK_CraftedESXiChainAndVMwareStreamReplicateAsTheirOracle() throws {
+        let vm = h.dir + "/vm"
+        try FileManager.default.createDirectory(atPath: vm, withIntermediateDirectories: true)
+        let sectors: UInt64 = 16384
+        func save(_ b: [UInt8], _ n: String) throws { try Data(b).write(to: URL(fileURLWithPath: vm + "/" + n)) }
+        try save(Array(AgentHarness.randomBytes(Int(sectors) * 512, seed: 21)), "vm-flat.vmdk")
+        try save(Array(VMDKCraft.descriptor(createType: "vmfs", cid: 0xa1, extents: ["RW \(sectors) VMFS \"vm-flat.vmdk\""]).utf8), "vm.vmdk")
+        try save(VMDKCraft.cowd(capacitySectors: sectors, sectors: [0: [UInt8](repeating: 1, count: 512), 9000: [UInt8](repeating: 2, count: 512)]),
+                 "vm-000001-delta.vmdk")
+        try save(Array(VMDKCraft.descriptor(createType: "vmfsSparse", cid: 0xb2, parentCID: 0xa1, parentHint: "vm.vmdk",
+                                            extents: ["RW \(sectors) VMFSSPARSE \"vm-000001-delta.vmdk\""]).utf8), "vm-000001.vmdk")
+        try save(VMDKCraft.seSparse(capacitySectors: sectors, grains: [0: .zero, 5: .unmapped, 1000: .data([UInt8](repeating: 3, count: 4096))]),
+                 "vm-000002-sesparse.vmdk")
+        try save(Array(VMDKCraft.descriptor(createType: "seSparse", cid: 0xc3, parentCID: 0xb2, parentHint: "vm-000001.vmdk",
+                                            extents: ["RW \(sectors) SESPARSE \"vm-000002-sesparse.vmdk\""]).utf8), "vm-000002.vmdk")
+        let d = VMDKCraft.descriptor(createType: "streamOptimized", cid: 0xd4, extents: ["RW \(sectors) SPARSE \"so.vmdk\""])
+        try save(VMDKCraft.vmwareStream(capacitySectors: sectors, descriptor: d,
+                                        grains: [1: Array(AgentHarness.randomBytes(65536, seed: 22)), 100: [UInt8](repeating: 9, count: 65536)]),
+                 "so.vmdk")
+        for (disk, leaf) in [("esxi", "vm-000002.vmdk"), ("stream", "so.vmdk")] {
+            try QemuFixtures.oracle(vm + "/" + leaf, into: h.dir + "/\(disk).raw")
+            let r = try h.replicate(try h.writeJob(disks: [(disk, vm + "/" + leaf)]), timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/\(disk).raw", h.root + "/vm1/\(disk)-flat.vmdk"), "\(leaf)")
+        }
+    }
+}
