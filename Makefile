@@ -5,9 +5,9 @@ CONFIG ?= release
 BUILD_FLAGS := -c $(CONFIG) -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 
-# Debian packages the build, the tests and the demo need (the C libraries, and the real
+# Debian packages the build, the tests and the demo need (the C libraries, zlib for VMDK grains, and the real
 # components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench).
-DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev openssh-server openssh-client qemu-utils \
+DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev zlib1g-dev openssh-server openssh-client qemu-utils \
                 lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3
 
 .PHONY: all deps build demo test bench fuzz clean

@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layering (Docs/architecture.md, checked by Scripts/check-layering.sh in `make test`):
 // executables -> VZSource/VZTarget -> VZWire, VZTransportLocal, VZTransportSSH -> VZPlatform/VZFormats -> VZCore.
-// Each C library is imported by exactly one wrapper: COpenSSL and CLZ4 by VZPlatform, CLibSSH2 by
+// Each C library is imported by exactly one wrapper: COpenSSL, CLZ4 and CZlib by VZPlatform, CLibSSH2 by
 // VZTransportSSH, CVZShims by VZPlatform. The target agent links no libssh2 (it never depends on VZTransportSSH).
 let package = Package(
     name: "vzrepl",
@@ -20,10 +20,11 @@ let package = Package(
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CVZShims"),
         .target(name: "VZCore"),
         .target(name: "VZFormats", dependencies: ["VZCore"]),
-        .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL",
+        .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL", "CZlib",
                                                 .product(name: "Logging", package: "swift-log")]),
         // The protocol: banner, message channel, session rules. No libssh2, no files.
         .target(name: "VZWire", dependencies: ["VZCore"]),
@@ -32,7 +33,7 @@ let package = Package(
         // The SSH client transport (libssh2): only the source agent links it.
         .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2",
                                                        .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZSource", dependencies: ["VZCore", "VZPlatform", "VZWire", "VZTransportLocal",
+        .target(name: "VZSource", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire", "VZTransportLocal",
                                                  "VZTransportSSH", .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire",
                                                  .product(name: "Logging", package: "swift-log")]),
@@ -46,13 +47,13 @@ let package = Package(
         // Helpers shared by the test targets (seeded random data); not shipped.
         .target(name: "VZTestSupport", path: "Tests/VZTestSupport"),
         .testTarget(name: "VZCoreTests", dependencies: ["VZCore", "VZTestSupport"]),
-        .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZPlatform", "VZTestSupport"]),
         .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport",
                                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VZWireTests", dependencies: ["VZWire", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZTransportSSHTests", dependencies: ["VZTransportSSH", "VZTransportLocal", "VZWire", "VZCore", "VZPlatform",
                                                              .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "VZSourceTests", dependencies: ["VZSource", "VZCore", "VZPlatform", "VZTestSupport"]),
+        .testTarget(name: "VZSourceTests", dependencies: ["VZSource", "VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),
         .testTarget(name: "VZTargetTests", dependencies: ["VZTarget", "VZCore", "VZFormats", "VZPlatform", "VZTestSupport",
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZTestSupport"]),

@@ -50,6 +50,42 @@ struct GenerateCorpus {
 
             """.utf8) + [0, 0, 0, 0])
 
+        // vmdk: one file, d.vmdk, whose embedded descriptor names itself; tiny grains keep it small.
+        // (The cowd, sesparse, vmx and vmsd seeds of Fuzz/corpus/vmdk/ were written with
+        // Tests/VZTestSupport/VMDKCraft.swift: VMDKCraft.cowd(capacitySectors: 8192, sectors: {3, 4097}),
+        // VMDKCraft.seSparse(capacitySectors: 2048, grains: {0: data, 1: zero, 2: unmapped}, firstSlot: 1).)
+        func sparse(flags: UInt32, compress: UInt16, version: UInt32, grains: [(UInt32, [UInt8])]) -> [UInt8] {
+            let header = SparseExtentHeader(version: version, flags: flags, capacitySectors: 8, grainSectors: 1,
+                                            descriptorOffset: 1, descriptorSectors: 1, numGTEsPerGT: 8, rgdOffset: 0,
+                                            gdOffset: 2, overheadSectors: 4, uncleanShutdown: false, compressAlgorithm: compress)
+            var f = header.bytes()
+            let desc = Array("CID=1\ncreateType=\"monolithicSparse\"\nRW 8 SPARSE \"d.vmdk\"\n".utf8)
+            f += desc + [UInt8](repeating: 0, count: 512 - desc.count)
+            f += [3, 0, 0, 0] + [UInt8](repeating: 0, count: 508)          // GD: the GT at sector 3
+            var gt = [UInt8](repeating: 0, count: 512)
+            var sector: UInt32 = 4
+            var data: [UInt8] = []
+            for (g, bytes) in grains {
+                withUnsafeBytes(of: sector.littleEndian) { gt.replaceSubrange(Int(g) * 4..<Int(g) * 4 + 4, with: $0) }
+                data += bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
+                sector += UInt32((bytes.count + 511) / 512)
+            }
+            return f + gt + data
+        }
+        try write("vmdk", "sparse", sparse(flags: 0x3, compress: 0, version: 1, grains: [(0, [UInt8](repeating: 0x41, count: 512)), (5, [UInt8](repeating: 0x42, count: 512))]))
+        // A stream grain: marker lba 2, 14 bytes of zlib (512 x 0x43, as zlib's compress() writes it).
+        try write("vmdk", "stream", sparse(flags: 0x30001, compress: 1, version: 3, grains: [(2, [2, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0,
+            0x78, 0x9c, 0x73, 0x76, 0x1e, 0x05, 0x23, 0x19, 0x00, 0x00, 0x4c, 0xda, 0x86, 0x01])]))
+        try write("vmdk", "descriptor", Array("""
+            # Disk DescriptorFile
+            version=1
+            CID=2
+            parentCID=ffffffff
+            createType="vmfs"
+            RW 8 VMFS "d.vmdk"
+            RW 8 ZERO
+            """.utf8))
+
         try write("jobconfig", "exec", Array(#"""
             {"job":"vm-101","mode":"differential","blockSize":1048576,"whitespace":true,
              "target":{"transport":"exec","command":["vzrepl-target","serve","--stdio","--root","/srv"]},

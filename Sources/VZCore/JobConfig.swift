@@ -16,12 +16,27 @@ public struct JobConfig: Codable, Equatable, Sendable {
         /// Expected capacity in bytes, when the controller recorded it at configuration time; a
         /// different size means the VM's hardware changed and the pass fails before sending.
         public var capacityBytes: UInt64?
+        /// How to read `source`; nil: sniff it (a VMDK is read as a VMDK, a raw image or block
+        /// device as raw, other containers are refused).
+        public var format: DiskFormat?
+        /// With a `.vmx` as `source`: the device node (`scsi0:0`) whose disk to read.
+        public var node: String?
 
         /// The fields a disk may have; any other is refused (one case per field).
-        private enum CodingKeys: String, CodingKey, CaseIterable { case name, source, capacityBytes }
+        private enum CodingKeys: String, CodingKey, CaseIterable { case name, source, capacityBytes, format, node }
 
-        public init(name: String, source: String, capacityBytes: UInt64? = nil) {
-            self.name = name; self.source = source; self.capacityBytes = capacityBytes
+        public init(name: String, source: String, capacityBytes: UInt64? = nil, format: DiskFormat? = nil, node: String? = nil) {
+            self.name = name; self.source = source; self.capacityBytes = capacityBytes; self.format = format; self.node = node
+        }
+
+        /// A VM's device node: `scsi0:0`, `sata0:1`, `ide1:0`, `nvme0:0`.
+        public static func isNode(_ s: String) -> Bool {
+            let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let unit = Int(parts[1]), unit >= 0, unit < 256 else { return false }
+            for bus in ["scsi", "sata", "ide", "nvme"] where parts[0].hasPrefix(bus) {
+                if let n = Int(parts[0].dropFirst(bus.count)), n >= 0, n < 16 { return true }
+            }
+            return false
         }
 
         public init(from decoder: Decoder) throws {
@@ -30,8 +45,20 @@ public struct JobConfig: Codable, Equatable, Sendable {
             name = try c.decode(String.self, forKey: .name)
             source = try c.decode(String.self, forKey: .source)
             capacityBytes = try c.decodeWholeNumber(UInt64.self, forKey: .capacityBytes)
+            if let f = try c.decodeIfPresent(String.self, forKey: .format) {
+                guard let known = DiskFormat(rawValue: f) else {
+                    throw DecodingError.dataCorruptedError(forKey: .format, in: c, debugDescription:
+                        "'\(f)' is not a disk format (\(DiskFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                format = known
+            }
+            node = try c.decodeIfPresent(String.self, forKey: .node)
         }
     }
+
+    /// A disk's `format`: `raw` reads the source's bytes as they are, whatever they look like
+    /// (a disk that happens to start with a qcow2 magic); `vmdk` requires a VMDK.
+    public enum DiskFormat: String, Codable, Equatable, Sendable, CaseIterable { case raw, vmdk }
 
     public struct TargetConfig: Codable, Equatable, Sendable {
         public enum Transport: String, Codable, Sendable, CaseIterable {
@@ -176,6 +203,14 @@ public struct JobConfig: Codable, Equatable, Sendable {
             if let why = NameRules.problem(withDisk: d.name) { return ("disks[\(i)].name", why) }
             guard seen.insert(d.name).inserted else { return ("disks[\(i)].name", "'\(d.name)' appears twice") }
             guard !d.source.isEmpty else { return ("disks[\(i)].source", "is empty") }
+            let isVMX = d.source.lowercased().hasSuffix(".vmx")
+            if let n = d.node {
+                guard DiskConfig.isNode(n) else { return ("disks[\(i)].node", "'\(n)' is not a device node such as scsi0:0, sata0:1, ide0:0, nvme0:0") }
+                guard isVMX else { return ("disks[\(i)].node", "a node names a disk of a VM: source must then be the VM's .vmx") }
+                if d.format == .raw { return ("disks[\(i)].format", "a .vmx disk is a VMDK, not raw") }
+            } else if isVMX {
+                return ("disks[\(i)].node", "source is a .vmx: say which disk of the VM with \"node\", e.g. \"scsi0:0\"")
+            }
             if let c = d.capacityBytes, c == 0 || c % JobConfig.sectorSize != 0 {
                 return ("disks[\(i)].capacityBytes", "\(c) is not a disk size: a disk holds a whole number of \(JobConfig.sectorSize)-byte sectors, at least one")
             }

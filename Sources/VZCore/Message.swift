@@ -53,6 +53,9 @@ public enum Message: Equatable, Sendable {
             case valid = 1
             /// The `.vzmap` was missing or failed its checks; the map was rebuilt by hashing the replica.
             case rebuilt = 2
+            /// The replica's descriptor CID differs from the target's CID record (`.vzcid`): the
+            /// replica was written out of band, so its map was rebuilt by hashing the replica.
+            case replicaModified = 3
         }
         public var mapStatus: MapStatus
         public var generation: UInt64

@@ -6,6 +6,11 @@ public struct VZError: Error, CustomStringConvertible, Equatable, Sendable {
         case badJobFile, badArgument
         // source side
         case sourceIO, sourceChanged
+        /// The VM's hardware changed since the job was configured or the replica made (a disk's
+        /// capacity): the target VM must be reconfigured the same way first.
+        case hardwareChanged
+        /// A source in a container format the agent does not read (qcow2, VHD, VHDX, VDI, RDM).
+        case sourceUnsupported
         // wire
         case protocolViolation, corruptFrame, hashMismatch, versionMismatch
         // transport (libssh2 / child process)

@@ -37,6 +37,8 @@ final class DiskReplicator {
     let events: EventEmitter
     var logger: Logger
     let workers: Int
+    /// More fields of `disk-started` from the reader factory (`chain`, `snapshots`).
+    var startedFields: [String: Any] = [:]
 
     init(disk: JobConfig.DiskConfig, reader: BlockReader, job: JobConfig, channel: MessageChannel,
          events: EventEmitter, logger: Logger, workers: Int) {
@@ -57,12 +59,17 @@ final class DiskReplicator {
                          in: &session)
         let (state, map) = try receiveMap(&session)
         result.mapStatus = "\(state.mapStatus)"
+        if state.mapStatus == .replicaModified {
+            logger.warning("the replica was modified on the target outside vzrepl (\(state.note)); it hashed the replica instead of trusting its map")
+            events.emit("replica-modified", ["disk": disk.name, "reason": state.note])
+        }
         if state.mapStatus == .rebuilt {
             logger.warning("the target's map was not trusted (\(state.note)); it hashed the replica instead")
             events.emit("map-untrusted", ["disk": disk.name, "reason": state.note])
         }
         events.emit("disk-started", ["disk": disk.name, "capacityBytes": reader.capacity, "mapStatus": result.mapStatus,
-                                     "generation": state.generation, "blockSize": job.blockSize])
+                                     "generation": state.generation, "blockSize": job.blockSize]
+                                     .merging(startedFields) { a, _ in a })
         logger.info("scanning \(reader.displayName): \(reader.capacity) bytes, \(map.count) blocks, map \(state.mapStatus) generation \(state.generation)")
 
         let plan = PassPlan(capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode, whitespace: job.whitespace,

@@ -9,22 +9,32 @@ public final class RawBlockReader: BlockReader {
     public let capacity: UInt64
     public var displayName: String { file.path }
 
-    /// Opens a disk's source and checks that it can be one, before the target is contacted: a
-    /// regular file or a block device (never a FIFO, which would block the open, nor a
-    /// directory, `/dev/zero` or `/dev/null`), not empty, a whole number of 512-byte sectors.
-    /// Every failure is `.sourceIO` and names the disk (when given), the path and why.
-    public init(path: String, disk: String? = nil) throws {
+    /// Opens a raw disk and checks that it can be one, before the target is contacted: see
+    /// `inspect` and `checkedCapacity`. Every failure is `.sourceIO` and names the disk (when
+    /// given), the path and why. `SourceReaderFactory` decides first whether a source is raw.
+    public convenience init(path: String, disk: String? = nil) throws {
         do {
-            (file, isRegularFile, capacity) = try RawBlockReader.open(path)
+            let (f, st) = try RawBlockReader.inspect(path)
+            let capacity = try RawBlockReader.checkedCapacity(f, path: path)
+            self.init(file: f, isRegularFile: st.isRegularFile, capacity: capacity)
         } catch let e as VZError {
             throw disk.map { VZError(e.kind, "disk '\($0)': \(e.message)") } ?? e
         }
+    }
+
+    /// A file `inspect` opened and whose size `checkedCapacity` accepted.
+    init(file: PosixFile, isRegularFile: Bool, capacity: UInt64) {
+        self.file = file
+        self.isRegularFile = isRegularFile
+        self.capacity = capacity
         // Sequential scan: ask the kernel for aggressive read-ahead.
         // Advice only: it returns an error number instead of setting errno, and its failure changes nothing.
         _ = posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL)
     }
 
-    private static func open(_ path: String) throws -> (PosixFile, isRegularFile: Bool, capacity: UInt64) {
+    /// Opens a source for reading when it is a regular file or a block device (never a FIFO,
+    /// which would block the open, nor a directory, `/dev/zero` or `/dev/null`) and not empty.
+    static func inspect(_ path: String) throws -> (PosixFile, FileStatus) {
         // O_NONBLOCK: opening a FIFO without a writer returns at once; cleared once the type is known.
         let file = try PosixFile.openForInspection(path, errorKind: .sourceIO)
         let st = try file.status()
@@ -32,12 +42,17 @@ public final class RawBlockReader: BlockReader {
             throw VZError(.sourceIO, "\(path) is \(st.typeDescription), not a disk: a source must be a raw image file or a block device")
         }
         try file.clearNonBlocking()
+        guard try file.size() > 0 else { throw VZError(.sourceIO, "\(path) is empty (0 bytes): there is no disk to replicate") }
+        return (file, st)
+    }
+
+    /// The size of a raw disk: a whole number of 512-byte sectors.
+    static func checkedCapacity(_ file: PosixFile, path: String) throws -> UInt64 {
         let capacity = try file.size()
-        guard capacity > 0 else { throw VZError(.sourceIO, "\(path) is empty (0 bytes): there is no disk to replicate") }
         guard capacity % JobConfig.sectorSize == 0 else {
             throw VZError(.sourceIO, "\(path) has \(capacity) bytes, not a whole number of \(JobConfig.sectorSize)-byte sectors: not a disk image")
         }
-        return (file, st.isRegularFile, capacity)
+        return capacity
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {

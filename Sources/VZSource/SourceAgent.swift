@@ -16,7 +16,7 @@ public final class SourceAgent {
         public init(for kind: VZError.Kind) {
             switch kind {
             case .badJobFile, .badArgument: self = .badJobFile
-            case .sourceIO, .sourceChanged: self = .sourceError
+            case .sourceIO, .sourceChanged, .sourceUnsupported, .hardwareChanged: self = .sourceError
             case .connectionRefused, .connectionLost, .timeout, .dnsFailure, .hostKeyMismatch, .hostKeyUnknown,
                  .authenticationFailed, .noAcceptableCipher, .transport, .protocolViolation, .corruptFrame, .versionMismatch,
                  .targetUnavailable:
@@ -53,13 +53,15 @@ public final class SourceAgent {
         var greeted = false  // the target's banner arrived
         do {
             // Open every disk first: a missing or resized disk fails the pass before anything is sent.
-            let readers = try job.disks.map { d -> BlockReader in
+            let sources = try job.disks.map { d -> SourceDisk in
                 current = d.name
-                let r = try RawBlockReader(path: d.source, disk: d.name)
+                let source = try SourceReaderFactory.open(d)
+                for line in source.notes { logger.info("disk \(d.name): \(line)") }
+                let r = source.reader
                 if let want = d.capacityBytes, want != r.capacity {
-                    throw VZError(.sourceChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed")
+                    throw VZError(.hardwareChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed. Reconfigure the target VM's disk the same way (vzrepl-target resize for a grown disk) and update capacityBytes in the job, then run the pass again")
                 }
-                return r
+                return source
             }
             current = nil
             let transport = try TransportFactory.connect(job.target, logger: logger)
@@ -77,10 +79,11 @@ public final class SourceAgent {
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             logger.info("connected to \(targetVersion) (\(banner))")
-            for (d, reader) in zip(job.disks, readers) {
+            for (d, source) in zip(job.disks, sources) {
                 current = d.name
-                let replicator = DiskReplicator(disk: d, reader: reader, job: job, channel: channel, events: events,
+                let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,
                                                 logger: logger, workers: workers)
+                replicator.startedFields = source.eventFields
                 let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)
                 events.emit("disk-finished", r.eventFields)

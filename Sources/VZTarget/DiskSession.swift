@@ -108,7 +108,7 @@ final class DiskSession {
             // Commit: the replica first, then the map that describes it, then the CID, then the journal.
             try replica.flush()
             try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
-            try store.recordCID(FlatDescriptor.randomCID(), of: replica)
+            try store.recordCID(FlatDescriptor.randomCID(), generation: generation, of: replica)
             try journal.discard()
         } catch {
             rollBack(after: error, journal: journal)
@@ -135,7 +135,8 @@ final class DiskSession {
     private func openReplicaAndMap() throws -> (FlatReplica, MapStore.Loaded) {
         if let replica = try store.open(files, expectedCapacity: request.capacity) {
             let loaded = try MapStore.load(directory: jobDirectory, files: files, replica: replica,
-                                           blockSize: request.blockSize, workers: options.workers, logger: logger)
+                                           blockSize: request.blockSize, workers: options.workers,
+                                           distrust: try store.outOfBandChange(of: replica), logger: logger)
             return (replica, loaded)
         }
         let replica = try store.create(files, capacity: request.capacity)

@@ -13,7 +13,7 @@ public final class FlatReplicaStore: ReplicaStore {
         guard let f = try directory.openIfExists(files.flat, flags: O_RDWR) else { return nil }
         let size = try f.size()
         if let want = expectedCapacity, size != want {
-            throw VZError(.sourceChanged, "disk '\(files.disk)': the source disk has \(want) bytes but its replica \(f.path) holds \(size): the VM's hardware changed. Reconfigure the target VM's disk to the new size (or, to seed again, remove the replica's files \(files.descriptor), \(files.flat), \(files.map)), then run the pass again")
+            throw VZError(.hardwareChanged, "disk '\(files.disk)': the source disk has \(want) bytes but its replica \(f.path) holds \(size): the VM's hardware changed. Reconfigure the target VM's disk to the new size (`vzrepl-target resize --job JOB --disk \(files.disk) --capacity \(want)` for a grown disk; or, to seed again, remove the replica's files \(files.descriptor), \(files.flat), \(files.map)), then run the pass again")
         }
         return FlatReplica(directory: directory, files: files, flat: f, capacity: size)
     }
@@ -46,8 +46,38 @@ public final class FlatReplicaStore: ReplicaStore {
         if removed { try directory.sync() }
     }
 
-    public func recordCID(_ cid: UInt32, of replica: FlatReplica) throws {
+    /// The record first (with the descriptor's current CID as the previous one), then the
+    /// descriptor: a crash or a failure between the two leaves the descriptor at the record's
+    /// previous CID, which the next pass accepts.
+    public func recordCID(_ cid: UInt32, generation: UInt64, of replica: FlatReplica) throws {
+        let previous = (try? replica.readDescriptor())??.cid ?? cid
+        try directory.writeAtomically(replica.files.cidRecord,
+                                      CIDRecordFile(cid: cid, previousCID: previous, generation: generation).encode())
         try replica.writeDescriptor(cid: cid)
+    }
+
+    public func outOfBandChange(of replica: FlatReplica) throws -> String? {
+        let path = "\(directory.path)/\(replica.files.cidRecord)"
+        let recordBytes: [UInt8]?
+        do {
+            recordBytes = try directory.readFile(replica.files.cidRecord, maxSize: CIDRecordFile.size)
+        } catch let e as VZError where e.message.contains("more than the") {
+            return "\(e.message): the CID record is damaged"
+        }
+        guard let bytes = recordBytes else { return nil }  // a replica from before CID records
+        let record: CIDRecordFile
+        do { record = try CIDRecordFile.decode(bytes, fileName: path) } catch let e as VZError {
+            return "\(e.message): the CID record is damaged"
+        }
+        let descriptor: FlatDescriptor?
+        do { descriptor = try replica.readDescriptor() } catch let e as VZError {
+            return "the replica's descriptor cannot be read (\(e.message))"
+        }
+        guard let d = descriptor else { return "the replica's descriptor \(replica.files.descriptor) is missing" }
+        guard record.accepts(d.cid) else {
+            return "the replica's descriptor has CID \(d.cidHex), the target recorded \(FlatDescriptor(cid: record.cid, capacity: 0, flatFileName: "").cidHex) at generation \(record.generation): it was written outside vzrepl (powered on, edited)"
+        }
+        return nil
     }
 
     public func disks() throws -> [String] { DiskFiles.disks(in: try directory.entries()) }

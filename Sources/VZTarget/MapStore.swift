@@ -15,9 +15,18 @@ enum MapStore {
 
     /// The map beside `replica`, or — when it is missing, corrupt, or of another geometry — a map
     /// rebuilt by hashing the replica itself. A map that fails its checks is never trusted.
+    /// With `distrust` (the replica was written out of band), the map is not read at all: the
+    /// replica is hashed and the status is `replicaModified`.
     static func load(directory: Directory, files: DiskFiles, replica: some Replica, blockSize: UInt32,
-                     workers: Int, logger: Logger) throws -> Loaded {
+                     workers: Int, distrust: String? = nil, logger: Logger) throws -> Loaded {
         let path = "\(directory.path)/\(files.map)"
+        if let why = distrust {
+            let generation = (try? readHeader(directory: directory, files: files))?.header?.generation ?? 0
+            logger.warning("replica modified out of band: \(why); not trusting its map, hashing the replica")
+            let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers)
+            return Loaded(map: map, state: .init(mapStatus: .replicaModified, generation: generation,
+                                                 entryCount: UInt64(map.count), note: why))
+        }
         let entries = BlockMap.blockCount(capacity: replica.capacity, blockSize: blockSize)
         var note: String
         var generation: UInt64 = 0

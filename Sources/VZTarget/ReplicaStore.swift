@@ -12,8 +12,12 @@ public protocol ReplicaStore: AnyObject {
     func create(_ files: DiskFiles, capacity: UInt64) throws -> Stored
     /// Removes a replica that never committed (an unfinished seed), with its descriptor.
     func removeUncommitted(_ files: DiskFiles) throws
-    /// Marks new content: a fresh CID in the replica's descriptor.
-    func recordCID(_ cid: UInt32, of replica: Stored) throws
+    /// Marks new content at a commit: a fresh CID in the replica's descriptor, then the CID
+    /// record (`.vzcid`) with the generation just committed.
+    func recordCID(_ cid: UInt32, generation: UInt64, of replica: Stored) throws
+    /// Why the replica's content cannot be taken to be what the last commit left (its CID is not
+    /// the recorded one: written out of band), or nil when it can (or nothing was recorded yet).
+    func outOfBandChange(of replica: Stored) throws -> String?
     /// The disks that have any file in the store, sorted.
     func disks() throws -> [String]
 }

@@ -25,7 +25,7 @@ struct TargetCommand: ParsableCommand {
         vzrepl-source's --job is a job FILE.
         """,
         version: VZVersion.banner(agent: TargetServer.agentName),
-        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self])
+        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self])
 }
 
 struct RootOptions: ParsableArguments {
@@ -245,6 +245,38 @@ struct Rollback: ParsableCommand {
             print("\(job)/\(disk): \(o.action) — \(o.reason) (\(o.restoredBytes) bytes restored)")
         } catch {
             print("\(job)/\(disk): rollback failed: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Resize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Grow one disk's replica (data file, descriptor, map) after its source disk grew.",
+        discussion: """
+        The VM's hardware cannot change during replication: when a source disk grows, passes \
+        fail (exit 3) until the replica is reconfigured the same way with this command (and the \
+        job file's capacityBytes updated). Shrinking is refused. An unfinished pass is rolled back first.
+        """)
+
+    @OptionGroup var root: RootOptions
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
+    @Option(help: "The disk name.") var disk: String
+    @Option(help: "The new size in bytes (a multiple of 512, not smaller than the replica).") var capacity: UInt64
+    @Option(help: "Wait this many seconds for a running session to release the disk.") var lockWait: Double = 10
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.resize")
+        do {
+            let o = try ReplicaResize.grow(root: try Directory.openRoot(root.root), job: job, disk: disk, capacity: capacity,
+                                           lockWait: lockWait, logger: logger)
+            print(o.oldCapacity == o.newCapacity ? "\(job)/\(disk): already \(o.newCapacity) bytes"
+                  : "\(job)/\(disk): grown from \(o.oldCapacity) to \(o.newCapacity) bytes; map \(o.mapKept ? "grown" : "not valid, the next pass hashes the replica")")
+        } catch {
+            print("\(job)/\(disk): resize failed: \(error)")
             throw ExitCode(1)
         }
     }

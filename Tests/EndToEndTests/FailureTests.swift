@@ -54,7 +54,7 @@ final class FailureTests: XCTestCase {
         XCTAssertTrue((e["message"] as? String ?? "").contains("exited with status 1"), r.stdout)
     }
 
-    /// A resized source disk is a hardware change (exit 3, sourceChanged, Docs/events.md), refused
+    /// A resized source disk is a hardware change (exit 3, hardwareChanged, Docs/events.md), refused
     /// before anything is written, with both sizes and what to do in the message.
     func testResizedSourceDiskIsASourceChangeAndLeavesTheReplica() throws {
         let src = h.dir + "/d.raw"
@@ -68,7 +68,7 @@ final class FailureTests: XCTestCase {
         try FileManager.default.moveItem(atPath: src + ".big", toPath: src)
         let r = try h.replicate(job)
         XCTAssertEqual(r.status, 3, r.stdout)
-        XCTAssertEqual(r.events("error").first?["kind"] as? String, "sourceChanged", r.stdout)
+        XCTAssertEqual(r.events("error").first?["kind"] as? String, "hardwareChanged", r.stdout)
         let message = r.events("error").first?["message"] as? String ?? ""
         XCTAssertTrue(message.contains("hardware changed") && message.contains("\(8 << 20)") && message.contains("\(4 << 20)"), message)
         XCTAssertEqual(try AgentHarness.sha256("\(h.root)/vm1/disk0-flat.vmdk"), before)

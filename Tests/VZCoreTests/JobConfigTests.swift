@@ -163,7 +163,7 @@ final class JobConfigTests: XCTestCase {
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
              "target.idleTimeout", "unknown field (known: transport, command, host, port, user, identity, hostKeySHA256, knownHosts, idleTimeoutSeconds, progressTimeoutSeconds, connectTimeoutSeconds)"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"},{"name":"e","source":"/y","blocksize":1}]}"#,
-             "disks[1].blocksize", "job.json: field 'disks[1].blocksize': unknown field (known: name, source, capacityBytes)"),
+             "disks[1].blocksize", "job.json: field 'disks[1].blocksize': unknown field (known: name, source, capacityBytes, format, node)"),
             (#"{"job":"j","zz":1,"aa":2,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "aa", "also unknown: zz"),
         ]
@@ -249,6 +249,39 @@ final class JobConfigTests: XCTestCase {
         }
         for bad in ["", ".", "..", "a..b", "a/b", "/abs", ".x", "-x", "a b", "é", "a\u{0}b", "a\\b", String(repeating: "x", count: 65)] {
             XCTAssertNotNil(NameRules.problem(with: bad), bad)
+        }
+    }
+}
+
+final class VMDKJobFormatTests: XCTestCase {
+    private func parse(_ text: String) throws -> JobConfig {
+        try JobConfig.parse(Array(text.utf8), fileName: "job.json")
+    }
+
+    func testVMDK_DiskFormatIsOptionalAndChecked() throws {
+        func job(_ disk: String) -> String {
+            #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":["# + disk + "]}"
+        }
+        XCTAssertNil(try parse(job(#"{"name":"d","source":"/x"}"#)).disks[0].format)
+        XCTAssertEqual(try parse(job(#"{"name":"d","source":"/x","format":"raw"}"#)).disks[0].format, .raw)
+        XCTAssertEqual(try parse(job(#"{"name":"d","source":"/x","format":"vmdk"}"#)).disks[0].format, .vmdk)
+        assertVZError(.badJobFile, containing: ["field 'disks[0].format'", "'qcow2' is not a disk format (raw, vmdk)"]) {
+            try parse(job(#"{"name":"d","source":"/x","format":"qcow2"}"#))
+        }
+    }
+}
+
+extension VMDKJobFormatTests {
+    func testVMDK_NodeGoesWithAVMXSource() throws {
+        func job(_ disk: String) -> String {
+            #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":["# + disk + "]}"
+        }
+        XCTAssertEqual(try JobConfig.parse(Array(job(#"{"name":"d","source":"/ds/vm/vm.vmx","node":"scsi0:1"}"#).utf8), fileName: "job.json").disks[0].node, "scsi0:1")
+        for (disk, parts) in [(#"{"name":"d","source":"/ds/vm/vm.vmx"}"#, ["field 'disks[0].node'", "source is a .vmx"]),
+                              (#"{"name":"d","source":"/x.raw","node":"scsi0:0"}"#, ["field 'disks[0].node'", "must then be the VM's .vmx"]),
+                              (#"{"name":"d","source":"/ds/vm/vm.vmx","node":"scsi0"}"#, ["field 'disks[0].node'", "not a device node"]),
+                              (#"{"name":"d","source":"/ds/vm/vm.vmx","node":"scsi0:0","format":"raw"}"#, ["field 'disks[0].format'"])] {
+            assertVZError(.badJobFile, containing: parts) { try JobConfig.parse(Array(job(disk).utf8), fileName: "job.json") }
         }
     }
 }

@@ -120,7 +120,7 @@ final class MessageTests: XCTestCase {
         assertVZError(.protocolViolation, containing: ["field 'mode'", "9"]) { try Message.decode(Frame(type: 3, payload: open), frameNumber: 1) }
 
         var state = try frame(.diskState(.init(mapStatus: .valid, generation: 1, entryCount: 1))).payload
-        state[0] = 3
+        state[0] = 4  // 3 is replicaModified
         assertVZError(.protocolViolation, containing: ["field 'mapStatus'"]) { try Message.decode(Frame(type: 4, payload: state), frameNumber: 1) }
 
         var block = try frame(.blockData(.init(offset: 0, rawLength: 0, encoding: .raw, sha256: [UInt8](repeating: 0, count: 32),
