@@ -23,6 +23,9 @@ let package = Package(
         .target(name: "CVZShims"),
         .target(name: "VZCore"),
         .target(name: "VZFormats", dependencies: ["VZCore"]),
+        // Active Block Mapping: partition tables and filesystem bitmaps -> active extents, read
+        // through a BlockReader it is given (no I/O of its own).
+        .target(name: "VZActiveBlocks", dependencies: ["VZCore"]),
         .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL",
                                                 .product(name: "Logging", package: "swift-log")]),
         // The protocol: banner, message channel, session rules. No libssh2, no files.
@@ -46,6 +49,7 @@ let package = Package(
         // Helpers shared by the test targets (seeded random data); not shipped.
         .target(name: "VZTestSupport", path: "Tests/VZTestSupport"),
         .testTarget(name: "VZCoreTests", dependencies: ["VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZActiveBlocksTests", dependencies: ["VZActiveBlocks", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport",
                                                             .product(name: "Logging", package: "swift-log")]),

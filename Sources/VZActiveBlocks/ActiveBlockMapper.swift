@@ -1,0 +1,65 @@
+import VZCore
+
+/// The entry point of ABM: reads a disk's partition tables and filesystem metadata through its
+/// `BlockReader` and returns the bytes that must be replicated. Pure: all I/O goes through the
+/// reader it is given. Nothing here throws: a volume that cannot be mapped is all active, and a
+/// disk whose table cannot be trusted is all active, each with a warning.
+public enum ActiveBlockMapper {
+    /// - Parameter granularity: free ranges smaller than this, or not covering a whole aligned
+    ///   granule of the disk, are dropped (they could never spare a replication block); pass the
+    ///   replication block size, or anything smaller that divides it.
+    public static func map(_ disk: BlockReader, granularity: UInt64 = 4096) -> ActiveBlockMap {
+        let reader = MetadataReader(disk: disk)
+        let capacity = disk.capacity
+        let whole = Extent(offset: 0, length: capacity)
+        var warnings: [String] = []
+        var volumes: [Volume] = []
+        var free = ExtentSet()
+
+        func add(_ name: String, _ kind: Volume.Kind, _ scheme: String, _ type: String?, offset: UInt64, length: UInt64,
+                 policy: String?) {
+            let window = VolumeWindow(reader: reader, base: offset, length: length)
+            let (outcome, volumeFree): (ProbeOutcome, ExtentSet)
+            if let policy {
+                (outcome, volumeFree) = (.allActive("unknown", policy), ExtentSet())
+            } else {
+                (outcome, volumeFree) = VolumeProber.probe(window, granularity: granularity)
+            }
+            // Only the volume's own bytes can be freed by what is inside it.
+            let clipped = volumeFree.intersection(ExtentSet([Extent(offset: offset, length: length)]))
+            free = free.union(clipped)
+            switch outcome {
+            case let .mapped(fs, notes):
+                for n in notes { warnings.append("\(name) (\(fs)): \(n)") }
+                volumes.append(Volume(name: name, kind: kind, scheme: scheme, partitionType: type, filesystem: fs, offset: offset,
+                                      size: length, activeBytes: length - clipped.totalLength, allActive: false, reason: nil))
+            case let .allActive(fs, reason):
+                if !reason.hasPrefix("unknown") && !reason.hasPrefix("unsupported") {
+                    warnings.append("\(name) (\(fs)) is all active: \(reason)")
+                }
+                volumes.append(Volume(name: name, kind: kind, scheme: scheme, partitionType: type, filesystem: fs, offset: offset,
+                                      size: length, activeBytes: length, allActive: true, reason: reason))
+            }
+        }
+
+        switch PartitionTable.parse(reader) {
+        case .none:
+            add("disk", .disk, "none", nil, offset: 0, length: capacity, policy: nil)
+        case let .corrupt(scheme, reason):
+            warnings.append("the \(scheme.uppercased()) partition table cannot be trusted (\(reason)): the whole disk is active")
+            volumes.append(Volume(name: "disk", kind: .disk, scheme: scheme, partitionType: nil, filesystem: "unknown", offset: 0,
+                                  size: capacity, activeBytes: capacity, allActive: true, reason: "corrupt: \(reason)"))
+        case let .table(scheme, entries, tableWarnings):
+            warnings += tableWarnings
+            for e in entries {
+                // Two partitions claiming the same bytes: neither can prove the other's bytes free.
+                let overlaps = entries.filter { $0 != e && $0.offset < e.offset + e.length && e.offset < $0.offset + $0.length }
+                let policy = overlaps.isEmpty ? e.policy : "corrupt: overlaps \(overlaps.map(\.name).joined(separator: ", "))"
+                add(e.name, .partition, scheme, e.type, offset: e.offset, length: e.length, policy: policy)
+            }
+        }
+        let active = ExtentSet([whole]).subtracting(free)
+        return ActiveBlockMap(capacity: capacity, active: active, volumes: volumes, metadataBytesRead: reader.bytesRead,
+                              warnings: warnings)
+    }
+}
