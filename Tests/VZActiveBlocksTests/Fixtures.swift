@@ -133,7 +133,8 @@ func dumpe2fsFree(_ image: String, offset: UInt64) throws -> (free: ExtentSet, b
 /// Used ranges of a partition image per `partclone.<fs> -D` (ddrescue domain log, '+' = used).
 func partcloneUsed(_ tool: String, partition: String) throws -> ExtentSet {
     let log = partition + ".dom"
-    try sh("\(tool) -D -s '\(partition)' -o '\(log)' >/dev/null 2>&1")
+    try? FileManager.default.removeItem(atPath: log)
+    try sh("set -o pipefail; \(tool) -D -s '\(partition)' -o '\(log)' 2>&1 | tail -3")
     var used = ExtentSet()
     for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") where !line.hasPrefix("#") {
         let f = line.split(separator: " ", omittingEmptySubsequences: true)
