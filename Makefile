@@ -6,9 +6,12 @@ BUILD_FLAGS := -c $(CONFIG) -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need (the C libraries, and the real
-# components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench).
+# components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench; the ABM
+# fixtures and oracles: mke2fs/debugfs/dumpe2fs, mkfs.fat + mtools + fsck.fat, sgdisk, sfdisk,
+# mkswap, partclone.extfs).
 DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev openssh-server openssh-client qemu-utils \
-                lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3
+                lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3 \
+                dosfstools mtools gdisk fdisk partclone grep
 
 .PHONY: all deps build demo test bench fuzz clean
 

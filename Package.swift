@@ -35,7 +35,7 @@ let package = Package(
         // The SSH client transport (libssh2): only the source agent links it.
         .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2",
                                                        .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZSource", dependencies: ["VZCore", "VZPlatform", "VZWire", "VZTransportLocal",
+        .target(name: "VZSource", dependencies: ["VZCore", "VZActiveBlocks", "VZFormats", "VZPlatform", "VZWire", "VZTransportLocal",
                                                  "VZTransportSSH", .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire",
                                                  .product(name: "Logging", package: "swift-log")]),

@@ -9,6 +9,9 @@ public struct ActiveBlockMap: Equatable, Sendable {
     public var active: ExtentSet
     /// The volumes found (partitions, or the whole disk when it has no partition table).
     public var volumes: [Volume]
+    /// The granule free ranges were kept at: the requested one, or the coarse one when the set
+    /// had to be coarsened to stay within its extent limit.
+    public var granularity: UInt64
     /// Metadata bytes read to build the map.
     public var metadataBytesRead: UInt64
     /// One sentence per volume that counts as all active for a reason an operator should see

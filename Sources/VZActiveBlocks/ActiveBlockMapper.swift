@@ -5,16 +5,22 @@ import VZCore
 /// reader it is given. Nothing here throws: a volume that cannot be mapped is all active, and a
 /// disk whose table cannot be trusted is all active, each with a warning.
 public enum ActiveBlockMapper {
-    /// - Parameter granularity: free ranges smaller than this, or not covering a whole aligned
-    ///   granule of the disk, are dropped (they could never spare a replication block); pass the
-    ///   replication block size, or anything smaller that divides it.
-    public static func map(_ disk: BlockReader, granularity: UInt64 = 4096) -> ActiveBlockMap {
+    /// - Parameters:
+    ///   - granularity: free ranges not covering a whole aligned granule of this size are dropped
+    ///     (the replication block size, or a divisor of it: 4096 lets the source zero the free
+    ///     parts of mixed blocks).
+    ///   - coarseGranularity: when the free set passes `maxExtents` extents, it is coarsened to
+    ///     this (the replication block size), so memory is bounded like the block map's.
+    public static func map(_ disk: BlockReader, granularity: UInt64 = 4096, coarseGranularity: UInt64? = nil,
+                           maxExtents: Int = 1 << 22) -> ActiveBlockMap {
+        let coarse = Swift.max(coarseGranularity ?? granularity, granularity)
         let reader = MetadataReader(disk: disk)
         let capacity = disk.capacity
         let whole = Extent(offset: 0, length: capacity)
         var warnings: [String] = []
         var volumes: [Volume] = []
         var free = ExtentSet()
+        var coarsened = false
 
         func add(_ name: String, _ kind: Volume.Kind, _ scheme: String, _ type: String?, offset: UInt64, length: UInt64,
                  policy: String?) {
@@ -23,11 +29,16 @@ public enum ActiveBlockMapper {
             if let policy {
                 (outcome, volumeFree) = (.allActive("unknown", policy), ExtentSet())
             } else {
-                (outcome, volumeFree) = VolumeProber.probe(window, granularity: granularity)
+                let (o, f, g) = VolumeProber.probe(window, granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents)
+                (outcome, volumeFree) = (o, f)
+                if g != granularity { coarsened = true }
             }
             // Only the volume's own bytes can be freed by what is inside it.
             let clipped = volumeFree.intersection(ExtentSet([Extent(offset: offset, length: length)]))
             free = free.union(clipped)
+            if free.extents.count > maxExtents {
+                free = free.shrunk(to: coarse); coarsened = true
+            }
             switch outcome {
             case let .mapped(fs, notes):
                 for n in notes { warnings.append("\(name) (\(fs)): \(n)") }
@@ -59,7 +70,8 @@ public enum ActiveBlockMapper {
             }
         }
         let active = ExtentSet([whole]).subtracting(free)
-        return ActiveBlockMap(capacity: capacity, active: active, volumes: volumes, metadataBytesRead: reader.bytesRead,
+        return ActiveBlockMap(capacity: capacity, active: active, volumes: volumes,
+                              granularity: coarsened ? coarse : granularity, metadataBytesRead: reader.bytesRead,
                               warnings: warnings)
     }
 }

@@ -51,12 +51,18 @@ struct VolumeWindow {
 struct FreeCollector {
     let base: UInt64
     let length: UInt64
-    let granularity: UInt64
+    private(set) var granularity: UInt64
+    /// When the set grows past `maxExtents`, it is coarsened to this granule (dropping what no
+    /// longer covers a whole one): memory stays bounded on the most fragmented filesystem.
+    let coarseGranularity: UInt64
+    let maxExtents: Int
     private(set) var free = ExtentSet()
     private var pending: Extent?
 
-    init(base: UInt64, length: UInt64, granularity: UInt64) {
+    init(base: UInt64, length: UInt64, granularity: UInt64, coarseGranularity: UInt64? = nil, maxExtents: Int = 1 << 22) {
         self.base = base; self.length = length; self.granularity = Swift.max(granularity, 1)
+        self.coarseGranularity = Swift.max(coarseGranularity ?? granularity, self.granularity)
+        self.maxExtents = maxExtents
     }
 
     /// Marks `[offset, offset + count)` of the volume as proven free. Ranges that touch the
@@ -79,8 +85,24 @@ struct FreeCollector {
         let first = (lo + granularity - 1) / granularity * granularity
         let last = hi / granularity * granularity
         if first < last { free.insert(Extent(offset: first, length: last - first)) }
+        if free.extents.count > maxExtents && granularity < coarseGranularity {
+            granularity = coarseGranularity
+            free = free.shrunk(to: granularity)
+        }
     }
 
     /// The disk-absolute free extents.
     mutating func result() -> ExtentSet { flush(); return free }
+}
+
+extension ExtentSet {
+    /// The whole, aligned granules of `g` bytes the set covers.
+    func shrunk(to g: UInt64) -> ExtentSet {
+        var out = ExtentSet()
+        for e in self {
+            let lo = (e.offset + g - 1) / g * g, hi = e.end / g * g
+            if lo < hi { out.insert(Extent(offset: lo, length: hi - lo)) }
+        }
+        return out
+    }
 }

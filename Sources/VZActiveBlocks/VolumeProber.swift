@@ -13,11 +13,12 @@ enum VolumeProber {
     /// Enough of the volume's start for every signature probed: swap with 64 KiB pages, btrfs at 64 KiB + 64.
     static let headBytes = 65536 + 4096
 
-    static func probe(_ window: VolumeWindow, granularity: UInt64) -> (ProbeOutcome, ExtentSet) {
-        var collector = FreeCollector(base: window.base, length: window.length, granularity: granularity)
+    static func probe(_ window: VolumeWindow, granularity: UInt64, coarseGranularity: UInt64, maxExtents: Int) -> (ProbeOutcome, ExtentSet, UInt64) {
+        var collector = FreeCollector(base: window.base, length: window.length, granularity: granularity,
+                                      coarseGranularity: coarseGranularity, maxExtents: maxExtents)
         let outcome = probe(window, &collector)
-        if case .mapped = outcome { return (outcome, collector.result()) }
-        return (outcome, ExtentSet())
+        if case .mapped = outcome { return (outcome, collector.result(), collector.granularity) }
+        return (outcome, ExtentSet(), granularity)
     }
 
     private static func probe(_ window: VolumeWindow, _ collector: inout FreeCollector) -> ProbeOutcome {

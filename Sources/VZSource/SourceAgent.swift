@@ -32,6 +32,8 @@ public final class SourceAgent {
     var logger: Logger
     let version: String
     public var workers = 2
+    /// `--keep-temp`: leave the working files (active-block filters) in the workDir.
+    public var keepTemp = false
 
     public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String) {
         self.job = job
@@ -72,7 +74,7 @@ public final class SourceAgent {
             for (d, reader) in zip(job.disks, readers) {
                 current = d.name
                 let replicator = DiskReplicator(disk: d, reader: reader, job: job, channel: channel, events: events,
-                                                logger: logger, workers: workers)
+                                                logger: logger, workers: workers, keepTemp: keepTemp)
                 let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)
                 events.emit("disk-finished", r.eventFields)

@@ -13,7 +13,7 @@ struct SourceCommand: ParsableCommand {
         abstract: "The source agent of vzrepl: replicates VM disks to a vzrepl-target over SSH.",
         discussion: """
         stdout carries JSON-lines events (one object per line, each with an "event" field: \
-        pass-started, disk-started, map-untrusted, disk-progress, disk-finished, error, pass-finished). \
+        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished). \
         Human-readable logs go to stderr and to the log file.
 
         Exit codes: 0 every disk committed; 1 internal error; 2 bad job file or arguments; \
@@ -116,6 +116,9 @@ struct Replicate: ParsableCommand {
     @Option(help: "Worker threads that read, hash and compress (\(workerRange.lowerBound) to \(workerRange.upperBound)).")
     var workers: Int = 2
 
+    @Flag(help: "Keep the working files (the active-block filter DISK.vmdk-abbt.vztemp) in the job's workDir for a field engineer.")
+    var keepTemp = false
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -139,6 +142,7 @@ struct Replicate: ParsableCommand {
         }
         let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
         agent.workers = workers
+        agent.keepTemp = keepTemp
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
     }

@@ -147,11 +147,4 @@ func partcloneUsed(_ tool: String, partition: String) throws -> ExtentSet {
 extension ExtentSet {
     /// The set moved by `delta` bytes.
     func shifted(by delta: UInt64) -> ExtentSet { ExtentSet(map { Extent(offset: $0.offset + delta, length: $0.length) }) }
-    /// The whole granules of the set (what the mapper can spare at that granularity).
-    func shrunk(to g: UInt64) -> ExtentSet {
-        ExtentSet(compactMap { e in
-            let lo = (e.offset + g - 1) / g * g, hi = e.end / g * g
-            return lo < hi ? Extent(offset: lo, length: hi - lo) : nil
-        })
-    }
 }

@@ -1,0 +1,108 @@
+import Foundation
+import XCTest
+
+/// End to end with `"abm": true`: a GPT disk with ext4, FAT16 and swap, each holding deleted
+/// data; after the seed the replica's filesystems pass e2fsck -fn / fsck.fat -n, every file
+/// reads back identical through debugfs and mtype, no deleted byte reached the replica, and the
+/// source read no more than the active blocks.
+final class ABMReplicationTests: XCTestCase {
+    var h: AgentHarness!
+    let bs = 65536
+    static let pattern = "DELETED-VICTIM-PATTERN-0123456789abcdef-"
+    let p1: UInt64 = 2048 * 512, p2: UInt64 = 51200 * 512, p3: UInt64 = 83968 * 512
+
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    @discardableResult
+    func sh(_ command: String) throws -> String {
+        let r = try AgentHarness.run(["/bin/bash", "-c", "export MTOOLS_SKIP_CHECK=1 PATH=$PATH:/usr/sbin:/sbin; " + command])
+        guard r.status == 0 else { throw NSError(domain: "sh", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "\(command): \(r.stdout) \(r.stderr)"]) }
+        return r.stdout
+    }
+
+    func makeDisk() throws -> String {
+        let img = h.dir + "/vm.img", src = h.dir + "/src"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        try AgentHarness.randomBytes(300_000, seed: 1).write(to: URL(fileURLWithPath: src + "/keep0.bin"))
+        try AgentHarness.textBytes(70_000, seed: 3).write(to: URL(fileURLWithPath: src + "/keep1.txt"))
+        let victim = Data(String(repeating: ABMReplicationTests.pattern, count: 5000).utf8)
+        try victim.write(to: URL(fileURLWithPath: src + "/victim.bin"))
+        try sh("truncate -s 64M \(img) && sgdisk -o -n 1:2048:+24M -t 1:8300 -n 2:0:+16M -t 2:0700 -n 3:0:+8M -t 3:8200 \(img) >/dev/null")
+        try sh("mke2fs -q -t ext4 -b 4096 -g 1024 -N 512 -E offset=\(p1) -d \(src) \(img) 6144")
+        try sh("debugfs -w -R 'rm /victim.bin' '\(img)?offset=\(p1)'")
+        try sh("mkfs.fat -F 16 -s 2 -S 512 -h 51200 --offset 51200 \(img) 16384 >/dev/null")
+        for f in ["keep0.bin", "victim.bin", "keep1.txt"] { try sh("mcopy -i \(img)@@\(p2) \(src)/\(f) ::\(f)") }
+        try sh("mdel -i \(img)@@\(p2) ::victim.bin")
+        try sh("truncate -s 8M \(h.dir)/swap && mkswap \(h.dir)/swap >/dev/null 2>&1 && dd if=\(h.dir)/swap of=\(img) bs=512 seek=83968 conv=notrunc status=none")
+        // Stale pages in the swap area: worthless after a reboot, never to be sent.
+        try AgentHarness.write(victim, to: img, at: p3 + 65536)
+        return img
+    }
+
+    func count(_ needle: String, in path: String) throws -> Int {
+        let r = try AgentHarness.run(["/bin/bash", "-c", "grep -c -a -F '\(needle)' '\(path)' || true"])
+        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    func testSeedWithABMSkipsDeletedDataAndKeepsFilesystemsIntact() throws {
+        let img = try makeDisk()
+        XCTAssertGreaterThan(try count(ABMReplicationTests.pattern, in: img), 0, "the fixture leaves deleted data behind")
+        let work = h.dir + "/work/vm1"
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["abm": true, "workDir": work])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stderr + r.stdout)
+        let replica = "\(h.root)/vm1/disk0-flat.vmdk"
+
+        // Events: the volumes before the blocks, activeBytes in disk-finished.
+        let volumes = try XCTUnwrap(r.events("volumes").first)
+        let list = try XCTUnwrap(volumes["volumes"] as? [[String: Any]])
+        XCTAssertEqual(list.map { $0["filesystem"] as? String }, ["ext4", "fat16", "swap"])
+        XCTAssertEqual(list.map { $0["allActive"] as? Bool }, [false, false, false])
+        XCTAssertEqual(list[2]["activeBytes"] as? Int, 4096, "swap: the header page")
+        let finished = try XCTUnwrap(r.finished())
+        let active = try XCTUnwrap(finished["activeBytes"] as? Int)
+        XCTAssertEqual(active, volumes["activeBytes"] as? Int)
+        XCTAssertLessThan(active, 64 << 20 / 2, "less than half of the disk is in use")
+        // Only active blocks were read: at most the active bytes rounded out to whole blocks.
+        let scanned = try XCTUnwrap(finished["scannedBytes"] as? Int)
+        XCTAssertLessThan(scanned, 64 << 20 / 2)
+        let idx = try XCTUnwrap(r.stdout.range(of: "\"event\":\"volumes\""))
+        let firstProgress = r.stdout.range(of: "\"event\":\"disk-finished\"")!
+        XCTAssertLessThan(idx.lowerBound, firstProgress.lowerBound)
+        // The filter is gone once the disk is done.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/disk0.vmdk-abbt.vztemp"))
+
+        // No deleted byte reached the replica; the filesystems check clean; files are identical.
+        let where_ = (try? sh("grep -b -o -a -F '\(ABMReplicationTests.pattern)' \(replica) | head -3; grep -b -o -a -F '\(ABMReplicationTests.pattern)' \(replica) | tail -3")) ?? ""
+        XCTAssertEqual(try count(ABMReplicationTests.pattern, in: replica), 0, "deleted data was replicated: " + where_)
+        try sh("dd if=\(replica) of=\(h.dir)/p1.img bs=512 skip=2048 count=49152 status=none && e2fsck -fn \(h.dir)/p1.img")
+        try sh("dd if=\(replica) of=\(h.dir)/p2.img bs=512 skip=51200 count=32768 status=none && fsck.fat -n \(h.dir)/p2.img")
+        for f in ["keep0.bin", "keep1.txt"] {
+            try sh("debugfs -R 'cat /\(f)' '\(replica)?offset=\(p1)' > \(h.dir)/e-\(f) 2>/dev/null && cmp \(h.dir)/e-\(f) \(h.dir)/src/\(f)")
+            try sh("mtype -i \(replica)@@\(p2) ::\(f) > \(h.dir)/f-\(f) && cmp \(h.dir)/f-\(f) \(h.dir)/src/\(f)")
+        }
+        try sh("sgdisk -v \(replica) | grep -q 'No problems found'")
+        // The swap header survived, so the replica's swap is still swap.
+        XCTAssertTrue(try sh("dd if=\(replica) bs=1 skip=\(p3 + 4086) count=10 status=none") == "SWAPSPACE2")
+
+        // --keep-temp leaves the filter for a field engineer; its header is what formats.md says.
+        let kept = try AgentHarness.run([AgentHarness.source, "replicate", "--job", job, "--keep-temp", "--log-file", h.dir + "/source.log"])
+        XCTAssertEqual(kept.status, 0, kept.stderr)
+        let filter = try Data(contentsOf: URL(fileURLWithPath: work + "/disk0.vmdk-abbt.vztemp"))
+        XCTAssertEqual(Array(filter.prefix(8)), Array("VZABBT".utf8) + [0, 0])
+        XCTAssertEqual(filter.count, 48 + 8 + 16 * Int(filter[24..<32].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+        XCTAssertEqual(try count(ABMReplicationTests.pattern, in: replica), 0)
+    }
+
+    func testABMOffReadsEverythingAndReportsCapacityAsActive() throws {
+        let img = try makeDisk()
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["workDir": h.dir + "/work"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.events("volumes").isEmpty)
+        XCTAssertEqual(r.finished()?["activeBytes"] as? Int, 64 << 20)
+        // Without ABM the deleted data travels: the oracle above can tell the difference.
+        XCTAssertGreaterThan(try count(ABMReplicationTests.pattern, in: "\(h.root)/vm1/disk0-flat.vmdk"), 0)
+    }
+}
