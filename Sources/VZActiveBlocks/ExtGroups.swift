@@ -130,7 +130,9 @@ struct GroupMapper {
                     }
                 }
             }
-            for e in free.subtracting(metadata) {
+            // Only the metadata inside this group can cut its free runs.
+            let here = ExtentSet(metadata.pieces(within: Extent(offset: start, length: length)))
+            for e in free.subtracting(here) {
                 collector.addFree(e.offset * sb.blockSize, e.length * sb.blockSize)
             }
         }
