@@ -95,6 +95,38 @@ final class ABMReplicationTests: XCTestCase {
         XCTAssertEqual(try count(ABMReplicationTests.pattern, in: replica), 0)
     }
 
+    /// A second pass after the guest deleted one file and wrote another: the new file's blocks
+    /// (free, never sent, at the seed) travel, the replica's filesystems stay clean and every
+    /// file is identical; a third pass with nothing changed sends nothing.
+    func testIncrementalPassesWithABMFollowTheFilesystem() throws {
+        let img = try makeDisk()
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["abm": true, "workDir": h.dir + "/work"])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        let replica = "\(h.root)/vm1/disk0-flat.vmdk"
+        let fresh = AgentHarness.randomBytes(500_000, seed: 9)
+        try fresh.write(to: URL(fileURLWithPath: h.dir + "/src/fresh.bin"))
+        try sh("debugfs -w -R 'rm /keep1.txt' '\(img)?offset=\(p1)'")
+        try sh("debugfs -w -R 'write \(h.dir)/src/fresh.bin fresh.bin' '\(img)?offset=\(p1)'")
+        try sh("mcopy -i \(img)@@\(p2) \(h.dir)/src/fresh.bin ::fresh.bin")
+        let second = try h.replicate(job)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let f = try XCTUnwrap(second.finished())
+        XCTAssertGreaterThanOrEqual(f["changedBytes"] as? Int ?? 0, 2 * 500_000, "both copies of the new file travelled")
+        try sh("dd if=\(replica) of=\(h.dir)/p1.img bs=512 skip=2048 count=49152 status=none && e2fsck -fn \(h.dir)/p1.img")
+        try sh("dd if=\(replica) of=\(h.dir)/p2.img bs=512 skip=51200 count=32768 status=none && fsck.fat -n \(h.dir)/p2.img")
+        for file in ["keep0.bin", "fresh.bin"] {
+            try sh("debugfs -R 'cat /\(file)' '\(replica)?offset=\(p1)' > \(h.dir)/e-\(file) 2>/dev/null && cmp \(h.dir)/e-\(file) \(h.dir)/src/\(file)")
+        }
+        for file in ["keep0.bin", "keep1.txt", "fresh.bin"] {
+            try sh("mtype -i \(replica)@@\(p2) ::\(file) > \(h.dir)/f-\(file) && cmp \(h.dir)/f-\(file) \(h.dir)/src/\(file)")
+        }
+        XCTAssertTrue(try sh("debugfs -R 'ls /' '\(replica)?offset=\(p1)' 2>/dev/null").contains("fresh.bin"))
+        let third = try h.replicate(job)
+        XCTAssertEqual(third.status, 0)
+        XCTAssertEqual(third.finished()?["changedBytes"] as? Int, 0)
+        XCTAssertEqual(third.finished()?["dataBlocks"] as? Int, 0)
+    }
+
     func testABMOffReadsEverythingAndReportsCapacityAsActive() throws {
         let img = try makeDisk()
         let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["workDir": h.dir + "/work"])
