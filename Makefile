@@ -42,6 +42,7 @@ test: build
 
 bench: build
 	VZREPL_BIN="$(BIN)" Scripts/bench.sh
+	VZREPL_BIN="$(BIN)" Scripts/bench-abm.sh
 
 fuzz: deps
 	Scripts/fuzz.sh

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import VZActiveBlocks
 import VZCore
@@ -58,5 +59,21 @@ struct ActiveBlockFilter {
         if let t = v.partitionType { f["partitionType"] = t }
         if let r = v.reason { f["reason"] = r }
         return f
+    }
+}
+
+/// `vzrepl-source abm-map`: what ABM makes of a disk, without a pass (for field engineers and
+/// `make bench`).
+public enum ActiveBlockReport {
+    public static func describe(source: String, blockSize: UInt32) throws -> [String: Any] {
+        let reader = try RawBlockReader(path: source)
+        let started = Date()
+        let map = ActiveBlockMapper.map(reader, granularity: 512, coarseGranularity: UInt64(blockSize))
+        let seconds = Date().timeIntervalSince(started)
+        let blocks = map.active.blocksTouched(ofSize: UInt64(blockSize), capacity: reader.capacity)
+        return ["source": source, "capacityBytes": reader.capacity, "activeBytes": map.activeBytes,
+                "activeBlockBytes": blocks.totalLength, "blockSize": blockSize, "extents": map.active.extents.count,
+                "metadataBytesRead": map.metadataBytesRead, "seconds": (seconds * 1000).rounded() / 1000,
+                "warnings": map.warnings, "volumes": map.volumes.map(ActiveBlockFilter.fields)]
     }
 }
