@@ -21,6 +21,7 @@ public enum ActiveBlockMapper {
         var volumes: [Volume] = []
         var free = ExtentSet()
         var coarsened = false
+        var protected = ExtentSet()
 
         func add(_ name: String, _ kind: Volume.Kind, _ scheme: String, _ type: String?, offset: UInt64, length: UInt64,
                  policy: String?) {
@@ -60,8 +61,9 @@ public enum ActiveBlockMapper {
             warnings.append("the \(scheme.uppercased()) partition table cannot be trusted (\(reason)): the whole disk is active")
             volumes.append(Volume(name: "disk", kind: .disk, scheme: scheme, partitionType: nil, filesystem: "unknown", offset: 0,
                                   size: capacity, activeBytes: capacity, allActive: true, reason: "corrupt: \(reason)"))
-        case let .table(scheme, entries, tableWarnings):
+        case let .table(scheme, entries, tableWarnings, reserved):
             warnings += tableWarnings
+            protected = ExtentSet(reserved)
             for e in entries {
                 // Two partitions claiming the same bytes: neither can prove the other's bytes free.
                 let overlaps = entries.filter { $0 != e && $0.offset < e.offset + e.length && e.offset < $0.offset + $0.length }
@@ -69,7 +71,8 @@ public enum ActiveBlockMapper {
                 add(e.name, .partition, scheme, e.type, offset: e.offset, length: e.length, policy: policy)
             }
         }
-        let active = ExtentSet([whole]).subtracting(free)
+        // The tables' own sectors stay active whatever a partition overlapping them claims.
+        let active = ExtentSet([whole]).subtracting(free).union(protected.intersection(ExtentSet([whole])))
         return ActiveBlockMap(capacity: capacity, active: active, volumes: volumes,
                               granularity: coarsened ? coarse : granularity, metadataBytesRead: reader.bytesRead,
                               warnings: warnings)

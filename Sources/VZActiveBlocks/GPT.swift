@@ -30,8 +30,8 @@ enum GPT {
                 let h = try header(reader, lba: 1, sectorSize: sectorSize)
                 seen = true
                 primaryAlternate = h.alternateLBA
-                let entries = try self.entries(reader, h, sectorSize: sectorSize)
-                return .table(scheme: "gpt", entries: entries, warnings: [])
+                let (entries, w) = try self.entries(reader, h, sectorSize: sectorSize)
+                return .table(scheme: "gpt", entries: entries, warnings: w, reserved: reserved(h, sectorSize, reader))
             } catch is NoHeader {
             } catch {
                 seen = true
@@ -41,9 +41,10 @@ enum GPT {
             for lba in Set([primaryAlternate, lastLBA].compactMap { $0 }).sorted() where lba > 1 && lba <= lastLBA {
                 do {
                     let h = try header(reader, lba: lba, sectorSize: sectorSize)
-                    let entries = try self.entries(reader, h, sectorSize: sectorSize)
+                    let (entries, w) = try self.entries(reader, h, sectorSize: sectorSize)
                     return .table(scheme: "gpt", entries: entries,
-                                  warnings: reasons + ["the primary GPT is unusable: used the backup GPT header at LBA \(lba)"])
+                                  warnings: w + reasons + ["the primary GPT is unusable: used the backup GPT header at LBA \(lba)"],
+                                  reserved: reserved(h, sectorSize, reader))
                 } catch is NoHeader {
                 } catch {
                     seen = true
@@ -53,6 +54,13 @@ enum GPT {
             if seen { return .corrupt(scheme: "gpt", reason: (reasons + backupReasons).joined(separator: "; ")) }
         }
         return .none
+    }
+
+    /// Everything outside the usable LBAs (protective MBR, headers, entry arrays): always active.
+    static func reserved(_ h: Header, _ sectorSize: UInt64, _ reader: MetadataReader) -> [Extent] {
+        let end = reader.disk.capacity
+        let usableEnd = Swift.min(end, (h.lastUsable + 1) * sectorSize)
+        return [Extent(offset: 0, length: h.firstUsable * sectorSize), Extent(offset: usableEnd, length: end - usableEnd)]
     }
 
     /// No "EFI PART" at LBA 1 at all: not a GPT at this sector size.
@@ -79,13 +87,18 @@ enum GPT {
         return h
     }
 
-    static func entries(_ reader: MetadataReader, _ h: Header, sectorSize: UInt64) throws -> [PartitionEntry] {
+    static func entries(_ reader: MetadataReader, _ h: Header, sectorSize: UInt64) throws -> (entries: [PartitionEntry], warnings: [String]) {
         let bytes = UInt64(h.count) * UInt64(h.entrySize)
         guard bytes <= UInt64(maxArrayBytes) else { throw ParseFailure("an entry array of \(bytes) bytes is larger than \(maxArrayBytes)") }
         guard h.entriesLBA <= reader.disk.capacity / sectorSize else { throw ParseFailure("entry array LBA \(h.entriesLBA) is outside the disk") }
+        let arraySectors = (bytes + sectorSize - 1) / sectorSize
+        guard h.entriesLBA + arraySectors <= h.firstUsable || h.entriesLBA > h.lastUsable else {
+            throw ParseFailure("the entry array (LBA \(h.entriesLBA), \(arraySectors) sectors) overlaps the usable LBAs")
+        }
         let array = try reader.read(at: h.entriesLBA * sectorSize, count: Int(bytes))
         guard Checksums.crc32(array) == h.arrayCRC else { throw ParseFailure("entry array CRC mismatch") }
         var out: [PartitionEntry] = []
+        var skipped = 0
         let lastLBA = reader.disk.capacity / sectorSize - 1
         for i in 0..<Int(h.count) {
             let f = Fields(array, at: i * Int(h.entrySize), "GPT entry \(i + 1)")
@@ -93,12 +106,13 @@ enum GPT {
             guard type.contains(where: { $0 != 0 }) else { continue }
             let first = try f.u64(32), last = try f.u64(40)
             // A range outside the disk or reversed cannot be mapped: skipping the entry keeps its space active.
-            guard first <= last, last <= lastLBA else { continue }
+            guard first <= last, first >= h.firstUsable, last <= h.lastUsable, last <= lastLBA else { skipped += 1; continue }
             let guid = formatGUID(Array(type))
             out.append(PartitionEntry(name: "p\(i + 1)", scheme: "gpt", type: guid, offset: first * sectorSize,
                                       length: (last - first + 1) * sectorSize, policy: policyTypes[guid]))
         }
-        return out
+        let w = skipped == 0 ? [] : ["\(skipped) GPT entr\(skipped == 1 ? "y lies" : "ies lie") outside the usable LBAs or the disk: ignored, their space stays active"]
+        return (out, w)
     }
 
     /// The mixed-endian on-disk GUID as text: the first three fields little-endian.

@@ -15,7 +15,9 @@ struct PartitionEntry: Equatable {
 enum PartitionLayout: Equatable {
     /// No partition table: the disk may hold a filesystem directly.
     case none
-    case table(scheme: String, entries: [PartitionEntry], warnings: [String])
+    /// `reserved`: the table's own sectors (MBR, EBRs), kept active whatever a partition
+    /// overlapping them claims.
+    case table(scheme: String, entries: [PartitionEntry], warnings: [String], reserved: [Extent] = [])
     /// A table that cannot be trusted (both GPT headers bad): the whole disk is active.
     case corrupt(scheme: String, reason: String)
 }
@@ -39,8 +41,9 @@ enum PartitionTable {
             return gpt
         }
         // No protective MBR, but a GPT header anyway (a hybrid or a damaged MBR): trust the GPT if it checks out.
-        if case let .table(scheme, entries, warnings) = GPT.parse(reader) {
-            return .table(scheme: scheme, entries: entries, warnings: warnings + ["GPT found without a protective MBR"])
+        if case let .table(scheme, entries, warnings, reserved) = GPT.parse(reader) {
+            return .table(scheme: scheme, entries: entries, warnings: warnings + ["GPT found without a protective MBR"],
+                          reserved: reserved)
         }
         guard let mbr, mbr.entries.contains(where: { !$0.isEmpty }) else { return .none }
         return parseMBR(mbr, reader)
@@ -51,6 +54,7 @@ enum PartitionTable {
         var entries: [PartitionEntry] = []
         var warnings: [String] = []
         var logicalNumber = 5
+        var reserved = [Extent(offset: 0, length: sector)]
         for (i, e) in mbr.entries.enumerated() where !e.isEmpty {
             let name = "p\(i + 1)"
             guard UInt64(e.start) < sectors, e.start > 0 else {
@@ -58,18 +62,18 @@ enum PartitionTable {
                 continue
             }
             if extendedTypes.contains(e.type) {
-                walkExtended(base: UInt64(e.start), count: UInt64(e.count), reader, &entries, &warnings, &logicalNumber)
+                walkExtended(base: UInt64(e.start), count: UInt64(e.count), reader, &entries, &warnings, &logicalNumber, &reserved)
                 continue
             }
             entries.append(entry(name, e.type, start: UInt64(e.start), count: UInt64(e.count), sectors: sectors))
         }
-        return .table(scheme: "mbr", entries: entries, warnings: warnings)
+        return .table(scheme: "mbr", entries: entries, warnings: warnings, reserved: reserved)
     }
 
     /// Follows the EBR chain of an extended partition: each EBR's first entry is a logical
     /// partition relative to that EBR, its second the next EBR relative to the extended start.
     private static func walkExtended(base: UInt64, count: UInt64, _ reader: MetadataReader, _ entries: inout [PartitionEntry],
-                                     _ warnings: inout [String], _ number: inout Int) {
+                                     _ warnings: inout [String], _ number: inout Int, _ reserved: inout [Extent]) {
         let sectors = reader.disk.capacity / sector
         let limit = Swift.min(sectors, base + count)
         var ebr = base
@@ -87,6 +91,7 @@ enum PartitionTable {
                 warnings.append("the EBR at sector \(ebr) is unreadable or has no 0x55AA signature: the rest of the extended partition stays active")
                 return
             }
+            reserved.append(Extent(offset: ebr * sector, length: sector))
             let logical = s.entries[0], link = s.entries[1]
             if !logical.isEmpty {
                 let start = ebr + UInt64(logical.start)

@@ -83,3 +83,23 @@ final class PartitionTableTests: XCTestCase {
         XCTAssertEqual(Checksums.crc32cRaw(0xFFFF_FFFF, Array("123456789".utf8)), ~UInt32(0xE306_9283))
     }
 }
+
+final class ReservedSectorTests: XCTestCase {
+    /// A primary partition that overlaps the extended partition's EBR and holds swap (which would
+    /// free everything after its header page): the EBR sector stays active, so the replica keeps
+    /// its logical partitions.
+    func testEBRSectorsStayActiveUnderAnOverlappingPartition() {
+        let disk = MemoryDisk(size: 8 << 20)
+        disk.entry(sector: 0, slot: 0, type: 0x82, start: 2048, count: 12288)  // p1 covers 2048..<14336
+        disk.entry(sector: 0, slot: 1, type: 0x05, start: 10240, count: 8192)  // EBR at 10240, inside p1
+        disk.entry(sector: 10240, slot: 0, type: 0x83, start: 4096, count: 16) // logical at 14336, past p1
+        let p1 = 2048 * 512
+        for (i, b) in Array("SWAPSPACE2".utf8).enumerated() { disk.bytes[p1 + 4086 + i] = b }
+        disk.put32(1, at: p1 + 1024); disk.put32(12288 * 512 / 4096 - 1, at: p1 + 1028)
+        let map = ActiveBlockMapper.map(disk, granularity: 512)
+        XCTAssertEqual(map.volumes.map(\.name), ["p1", "p5"])
+        XCTAssertEqual(map.volumes[0].allActive, false, "p1 is mapped: its swap pages are free")
+        XCTAssertTrue(map.active.covers(Extent(offset: 10240 * 512, length: 512)), "the EBR was freed by the swap inside p1")
+        XCTAssertTrue(map.active.covers(Extent(offset: 0, length: 512)))
+    }
+}
