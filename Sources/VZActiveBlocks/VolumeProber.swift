@@ -25,7 +25,7 @@ enum VolumeProber {
         let n = Int(Swift.min(UInt64(headBytes), window.length))
         guard let head = try? window.read(at: 0, count: n) else { return .allActive("unknown", "corrupt: unreadable") }
         let f = Fields(head, "volume start")
-        if f.matches(3, "NTFS    ") { return .allActive("ntfs", "unsupported: NTFS is not mapped yet") }
+        if f.matches(3, "NTFS    ") { return NTFSFilesystem.map(window, &collector) }
         if f.matches(3, "-FVE-FS-") { return .allActive("bitlocker", "encrypted: BitLocker") }
         if f.matches(0, "LUKS\u{BA}\u{BE}") || head.starts(with: [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]) {
             return .allActive("luks", "encrypted: LUKS")
