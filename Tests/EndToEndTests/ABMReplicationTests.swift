@@ -138,3 +138,45 @@ final class ABMReplicationTests: XCTestCase {
         XCTAssertGreaterThan(try count(ABMReplicationTests.pattern, in: "\(h.root)/vm1/disk0-flat.vmdk"), 0)
     }
 }
+
+/// End to end with NTFS: an MBR disk whose NTFS partition holds a file freed by ntfstruncate;
+/// after an ABM seed the replica passes `ntfsfix -n`, `ntfscat` reads every kept file back
+/// identical, and the freed file's bytes are not on the replica.
+final class ABMNTFSReplicationTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+
+    @discardableResult
+    func sh(_ command: String) throws -> String {
+        let r = try AgentHarness.run(["/bin/bash", "-c", "export PATH=$PATH:/usr/sbin:/sbin; " + command])
+        guard r.status == 0 else { throw NSError(domain: "sh", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "\(command): \(r.stdout) \(r.stderr)"]) }
+        return r.stdout
+    }
+
+    func testNTFSSeedWithABM() throws {
+        let src = h.dir + "/src", part = h.dir + "/ntfs.img", img = h.dir + "/vm.img"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        try AgentHarness.randomBytes(400_000, seed: 4).write(to: URL(fileURLWithPath: src + "/keep.bin"))
+        try AgentHarness.textBytes(90_000, seed: 8).write(to: URL(fileURLWithPath: src + "/notes.txt"))
+        try Data(String(repeating: ABMReplicationTests.pattern, count: 8000).utf8).write(to: URL(fileURLWithPath: src + "/victim.bin"))
+        try sh("truncate -s 32M \(part) && mkntfs -q -F -f -s 512 -c 4096 -p 2048 -H 255 -S 63 \(part) 65535 2>/dev/null")
+        for f in ["keep.bin", "victim.bin", "notes.txt"] { try sh("ntfscp -q \(part) \(src)/\(f) \(f)") }
+        let inode = try sh("ntfsls -i \(part) | awk '$2 == \"victim.bin\" { print $1 }'").trimmingCharacters(in: .whitespacesAndNewlines)
+        try sh("ntfstruncate \(part) \(inode) 0")
+        try sh("truncate -s 48M \(img) && printf 'label: dos\\nstart=2048, size=65536, type=7\\n' | sfdisk -q \(img) && dd if=\(part) of=\(img) bs=512 seek=2048 conv=notrunc status=none")
+        XCTAssertGreaterThan(Int(try sh("grep -c -a -F '\(ABMReplicationTests.pattern)' \(img) || true").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, 0)
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: 65536, extra: ["abm": true, "workDir": h.dir + "/work"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let vols = try XCTUnwrap(r.events("volumes").first?["volumes"] as? [[String: Any]])
+        XCTAssertEqual(vols.map { $0["filesystem"] as? String }, ["ntfs"])
+        XCTAssertEqual(vols.first?["allActive"] as? Bool, false)
+        let replica = "\(h.root)/vm1/disk0-flat.vmdk"
+        XCTAssertEqual(try sh("grep -c -a -F '\(ABMReplicationTests.pattern)' \(replica) || true").trimmingCharacters(in: .whitespacesAndNewlines), "0")
+        // mkntfs was given 65535 sectors: its backup boot sector is the last of them, where ntfsfix looks.
+        try sh("dd if=\(replica) of=\(h.dir)/p.img bs=512 skip=2048 count=65535 status=none && ntfsfix -n \(h.dir)/p.img")
+        for f in ["keep.bin", "notes.txt"] { try sh("ntfscat \(h.dir)/p.img \(f) | cmp - \(src)/\(f)") }
+        XCTAssertLessThan(r.finished()?["scannedBytes"] as? Int ?? .max, 8 << 20)
+    }
+}

@@ -63,4 +63,37 @@ final class NTFSTests: XCTestCase {
         XCTAssertEqual(dirty.volumes[0].allActive, true)
         XCTAssertTrue(dirty.volumes[0].reason?.hasPrefix("dirty") ?? false, "\(String(describing: dirty.volumes[0].reason))")
     }
+
+    /// A $LogFile whose restart area has clients in use and no clean flag (what a crash-consistent
+    /// snapshot of a running Windows looks like) makes the volume all active; with the clean flag
+    /// set it maps again.
+    func testUncleanLogFileIsAllActive() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let (img, _) = try makeDisk(s)
+        let disk = try FileDisk(img)
+        let base = NTFSTests.start * 512
+        let window = VolumeWindow(reader: MetadataReader(disk: disk), base: base, length: NTFSTests.sectors * 512)
+        // Where $LogFile starts (record 2 sits right after records 0 and 1 on a fresh volume).
+        let fs = try NTFSFilesystem(window, boot: try window.read(at: 0, count: 512))
+        let rec2 = try fs.fixedRecord(try window.read(at: fs.mftLCN * fs.cluster + 2 * UInt64(fs.recordSize), count: fs.recordSize), number: 2)
+        let logLCN = try XCTUnwrap(try fs.runs(of: try fs.unnamedData(rec2, number: 2)).first?.lcn)
+        func restartPage(flags: UInt16) -> [UInt8] {
+            var p = [UInt8](repeating: 0, count: 4096)
+            p.replaceSubrange(0..<4, with: Array("RSTR".utf8))
+            p[4] = 0x1E; p[6] = 9                 // update sequence array at 0x1E, 9 entries
+            p[0x1E] = 0x01                         // usn 1
+            for i in 1...8 { p[i * 512 - 2] = 0x01 }
+            p[0x18] = 0x40                         // restart area at 0x40
+            p[0x40 + 0x0C] = 0; p[0x40 + 0x0D] = 0 // client in-use list: client 0
+            p[0x40 + 0x0E] = UInt8(flags & 0xFF); p[0x40 + 0x0F] = UInt8(flags >> 8)
+            return p
+        }
+        let at = base + logLCN * fs.cluster
+        for (i, b) in restartPage(flags: 0).enumerated() { disk.patches[at + UInt64(i)] = b }
+        let unclean = ActiveBlockMapper.map(disk)
+        XCTAssertEqual(unclean.activeBytes, disk.capacity)
+        XCTAssertTrue(unclean.volumes[0].reason?.contains("$LogFile") ?? false, "\(String(describing: unclean.volumes[0].reason))")
+        for (i, b) in restartPage(flags: 2).enumerated() { disk.patches[at + UInt64(i)] = b }
+        XCTAssertFalse(ActiveBlockMapper.map(disk).volumes[0].allActive, "RESTART_VOLUME_IS_CLEAN")
+    }
 }
