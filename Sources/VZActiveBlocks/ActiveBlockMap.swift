@@ -28,6 +28,8 @@ public struct Volume: Equatable, Sendable {
         case partition
         /// The whole disk, holding a filesystem with no partition table (or nothing known).
         case disk
+        /// An LVM2 logical volume ("vg/lv"), inside a physical volume listed before it.
+        case logicalVolume = "lv"
     }
 
     /// "p1", "p5" (logical), or "disk".

@@ -27,12 +27,15 @@ public enum ActiveBlockMapper {
                  policy: String?) {
             let window = VolumeWindow(reader: reader, base: offset, length: length)
             let (outcome, volumeFree): (ProbeOutcome, ExtentSet)
+            var children: [Volume] = []
+            defer { volumes += children }
             if let policy {
                 (outcome, volumeFree) = (.allActive("unknown", policy), ExtentSet())
             } else {
-                let (o, f, g) = VolumeProber.probe(window, granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents)
+                let (o, f, g, inside) = VolumeProber.probe(window, granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents)
                 (outcome, volumeFree) = (o, f)
                 if g != granularity { coarsened = true }
+                children = inside
             }
             // Only the volume's own bytes can be freed by what is inside it.
             let clipped = volumeFree.intersection(ExtentSet([Extent(offset: offset, length: length)]))

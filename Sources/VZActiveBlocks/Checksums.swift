@@ -23,6 +23,15 @@ enum Checksums {
         return ~c
     }
 
+    /// The same CRC-32 with neither inversion, from `seed` (LVM2 labels and metadata).
+    static func crc32Raw(_ seed: UInt32, _ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var c = seed
+        crc32Table.withUnsafeBufferPointer { t in
+            for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        }
+        return c
+    }
+
     /// e2fsprogs' `ext2fs_crc16` (reflected 0x8005, no inversion): ext4 gdt_csum descriptors.
     static func crc16<C: Collection>(_ seed: UInt16, _ bytes: C) -> UInt16 where C.Element == UInt8 {
         var c = seed

@@ -10,6 +10,9 @@ final class MetadataReader {
 
     init(disk: BlockReader) { self.disk = disk }
 
+    /// Counts bytes a nested reader (an LV view) read through this disk.
+    func account(_ n: UInt64) { bytesRead += n }
+
     func read(at offset: UInt64, count: Int) throws -> [UInt8] {
         guard count >= 0, count <= MetadataReader.maxRead else {
             throw ParseFailure("a read of \(count) bytes at \(offset) is larger than ABM ever reads at once")

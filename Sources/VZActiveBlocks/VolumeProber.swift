@@ -13,15 +13,22 @@ enum VolumeProber {
     /// Enough of the volume's start for every signature probed: swap with 64 KiB pages, btrfs at 64 KiB + 64.
     static let headBytes = 65536 + 4096
 
-    static func probe(_ window: VolumeWindow, granularity: UInt64, coarseGranularity: UInt64, maxExtents: Int) -> (ProbeOutcome, ExtentSet, UInt64) {
+    /// - Parameter insideLV: the window is an LV: a PV inside it is not followed (no recursion).
+    /// - Returns: the outcome, the disk-absolute free extents, the granule they were kept at, and
+    ///   the volumes found inside (an LVM PV's LVs).
+    static func probe(_ window: VolumeWindow, granularity: UInt64, coarseGranularity: UInt64, maxExtents: Int,
+                      insideLV: Bool = false) -> (ProbeOutcome, ExtentSet, UInt64, [Volume]) {
         var collector = FreeCollector(base: window.base, length: window.length, granularity: granularity,
                                       coarseGranularity: coarseGranularity, maxExtents: maxExtents)
-        let outcome = probe(window, &collector)
-        if case .mapped = outcome { return (outcome, collector.result(), collector.granularity) }
-        return (outcome, ExtentSet(), granularity)
+        var children: [Volume] = []
+        let outcome = probe(window, &collector, &children, granularity, coarseGranularity, maxExtents, insideLV)
+        if case .mapped = outcome { return (outcome, collector.result(), collector.granularity, children) }
+        return (outcome, ExtentSet(), granularity,
+                children.map { var v = $0; v.activeBytes = v.size; v.allActive = true; v.reason = v.reason ?? "the PV counts as all active"; return v })
     }
 
-    private static func probe(_ window: VolumeWindow, _ collector: inout FreeCollector) -> ProbeOutcome {
+    private static func probe(_ window: VolumeWindow, _ collector: inout FreeCollector, _ children: inout [Volume],
+                              _ granularity: UInt64, _ coarse: UInt64, _ maxExtents: Int, _ insideLV: Bool) -> ProbeOutcome {
         let n = Int(Swift.min(UInt64(headBytes), window.length))
         guard let head = try? window.read(at: 0, count: n) else { return .allActive("unknown", "corrupt: unreadable") }
         let f = Fields(head, "volume start")
@@ -34,7 +41,10 @@ enum VolumeProber {
         if f.matches(3, "ReFS") { return .allActive("refs", "unsupported: ReFS") }
         if f.matches(0, "XFSB") { return .allActive("xfs", "unsupported: XFS is not mapped yet") }
         if f.matches(65536 + 64, "_BHRfS_M") { return .allActive("btrfs", "unsupported: btrfs") }
-        for s in 0..<4 where f.matches(s * 512, "LABELONE") { return .allActive("lvm2", "unsupported: LVM2 is not mapped yet") }
+        for s in 0..<4 where f.matches(s * 512, "LABELONE") {
+            if insideLV { return .allActive("lvm2", "unsupported: a PV inside an LV") }
+            return LVMPhysicalVolume.map(window, granularity: granularity, coarse: coarse, maxExtents: maxExtents, &collector, &children)
+        }
         if ExtFilesystem.isExt(head) { return ExtFilesystem.map(window, &collector) }
         if let swap = SwapArea.detect(head) { return SwapArea.map(head, swap, window, &collector) }
         if let bpb = FATFilesystem.bpb(head) { return FATFilesystem.map(window, bpb, &collector) }
