@@ -127,6 +127,20 @@ final class ABMReplicationTests: XCTestCase {
         XCTAssertEqual(third.finished()?["dataBlocks"] as? Int, 0)
     }
 
+    /// A workDir that cannot be made fails the pass as a source error (exit 3) that names it,
+    /// before any block is sent.
+    func testUnusableWorkDirFailsThePassAsASourceError() throws {
+        let img = try makeDisk()
+        FileManager.default.createFile(atPath: h.dir + "/a-file", contents: Data())
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["abm": true, "workDir": h.dir + "/a-file/work"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 3, r.stdout)
+        let error = try XCTUnwrap(r.events("error").first)
+        XCTAssertEqual(error["kind"] as? String, "sourceIO")
+        XCTAssertTrue((error["message"] as? String ?? "").contains("a-file/work"), "\(error)")
+        XCTAssertNil(r.finished())
+    }
+
     func testABMOffReadsEverythingAndReportsCapacityAsActive() throws {
         let img = try makeDisk()
         let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["workDir": h.dir + "/work"])

@@ -146,4 +146,24 @@ f.seek(part_off + 4096 + 512); f.write(text)
             XCTAssertTrue(map.volumes[0].reason?.contains("CRC") ?? false, "\(what): \(String(describing: map.volumes[0].reason))")
         }
     }
+
+    /// A PV on the whole disk (no partition table, as data disks often are), with an ext4 LV.
+    func testWholeDiskPV() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        try s.populate()
+        let img = s.path("pv.img"), lv = s.path("lv.img")
+        try sh("truncate -s 64M \(img) && truncate -s 12M \(lv) && mke2fs -q -F -t ext4 -b 4096 -N 256 -d \(s.path("src")) \(lv) && debugfs -w -R 'rm /victim.bin' \(lv)")
+        let pe = { (n: UInt64) in (LVMTests.P + n * LVMTests.E) / 512 }
+        try sh("dd if=\(lv) of=\(img) bs=512 seek=\(pe(0)) count=16384 conv=notrunc status=none && dd if=\(lv) of=\(img) bs=512 skip=16384 seek=\(pe(3)) count=8192 conv=notrunc status=none")
+        try Data(LVMTests.generator.utf8).write(to: URL(fileURLWithPath: s.path("gen.py")))
+        try sh("python3 \(s.path("gen.py")) \(img) 0 \(64 << 20) ''")
+        let map = ActiveBlockMapper.map(try FileDisk(img), granularity: 512)
+        XCTAssertEqual(map.volumes.map(\.name), ["disk", "vg0/root", "vg0/pool"])
+        XCTAssertEqual(map.volumes.map(\.filesystem), ["lvm2", "ext4", "unknown"])
+        let lvFree = try dumpe2fsFree(lv, offset: 0).free
+        XCTAssertEqual(map.volumes[1].activeBytes, 12 << 20 - lvFree.totalLength)
+        for v in try victimChunks(img, unit: 512) {
+            XCTAssertTrue(map.active.intersection(ExtentSet([Extent(offset: v, length: 512)])).isEmpty, "deleted data at \(v) is active")
+        }
+    }
 }
