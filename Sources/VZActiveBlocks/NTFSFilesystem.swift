@@ -222,10 +222,24 @@ struct NTFSFilesystem {
             let stored = offset < initialized ? Swift.min(n, initialized - offset) : 0
             var bytes = stored > 0 ? try readStream(runs, offset: offset, count: Int(stored), limit: nil) : []
             bytes += [UInt8](repeating: 0, count: Int(n - stored))
-            for (j, byte) in bytes.enumerated() where byte != 0xFF {
-                for bit in 0..<8 where byte & (1 << UInt8(bit)) == 0 {
-                    let lcn = (offset + UInt64(j)) * 8 + UInt64(bit)
-                    if lcn < clusters { collector.addFree(lcn * cluster, cluster) }
+            bytes.withUnsafeBufferPointer { buf in
+                var j = 0
+                while j < buf.count {
+                    let first = (offset + UInt64(j)) * 8
+                    // Eight bytes at a time: 64 clusters all free or all in use.
+                    if j + 8 <= buf.count {
+                        let word = UnsafeRawPointer(buf.baseAddress! + j).loadUnaligned(as: UInt64.self)
+                        if word == ~0 { j += 8; continue }
+                        if word == 0 && first + 64 <= clusters { collector.addFree(first * cluster, 64 * cluster); j += 8; continue }
+                    }
+                    let byte = buf[j]
+                    if byte != 0xFF {
+                        for bit in 0..<8 where byte & (1 << UInt8(bit)) == 0 {
+                            let lcn = first + UInt64(bit)
+                            if lcn < clusters { collector.addFree(lcn * cluster, cluster) }
+                        }
+                    }
+                    j += 1
                 }
             }
             offset += n

@@ -43,4 +43,23 @@ final class ScaleTests: XCTestCase {
         XCTAssertLessThan(map.metadataBytesRead, 64 << 20, "metadata only")
         XCTAssertLessThan(map.activeBytes, tib / 50)
     }
+
+    /// A 1 TiB NTFS straight on the disk (mkntfs -f on a sparse file): mapped from $MFT and a
+    /// 32 MiB $Bitmap.
+    func testOneTiBNTFSMapsFromMetadataOnly() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let img = s.path("big.img")
+        let tib: UInt64 = 1 << 40
+        try sh("truncate -s \(tib) \(img) && mkntfs -q -F -f -s 512 -c 4096 -p 0 -H 255 -S 63 \(img) \(tib / 512 - 1)")
+        let disk = try FileDisk(img)
+        let started = Date()
+        let map = ActiveBlockMapper.map(disk, granularity: 512)
+        let seconds = Date().timeIntervalSince(started)
+        print("ABM bench: 1 TiB NTFS mapped in \(String(format: "%.2f", seconds)) s, \(map.metadataBytesRead) metadata bytes read, \(map.activeBytes) bytes active, \(map.active.extents.count) extents")
+        XCTAssertEqual(map.volumes.first?.filesystem, "ntfs")
+        XCTAssertEqual(map.volumes.first?.allActive, false, "\(map.volumes)")
+        XCTAssertLessThan(seconds, 120)
+        XCTAssertLessThan(map.metadataBytesRead, 64 << 20, "metadata only")
+        XCTAssertLessThan(map.activeBytes, tib / 50)
+    }
 }
