@@ -11,8 +11,11 @@ public enum ActiveBlockMapper {
     ///     parts of mixed blocks).
     ///   - coarseGranularity: when the free set passes `maxExtents` extents, it is coarsened to
     ///     this (the replication block size), so memory is bounded like the block map's.
+    ///   - journalOverlay: map an ext4 filesystem that needs recovery through its journal (every
+    ///     group whose block bitmap a journal descriptor names stays active) instead of counting
+    ///     it all active. Off by default: a dirty volume is all active.
     public static func map(_ disk: BlockReader, granularity: UInt64 = 4096, coarseGranularity: UInt64? = nil,
-                           maxExtents: Int = 1 << 22) -> ActiveBlockMap {
+                           maxExtents: Int = 1 << 22, journalOverlay: Bool = false) -> ActiveBlockMap {
         let coarse = Swift.max(coarseGranularity ?? granularity, granularity)
         let reader = MetadataReader(disk: disk)
         let capacity = disk.capacity
@@ -32,7 +35,8 @@ public enum ActiveBlockMapper {
             if let policy {
                 (outcome, volumeFree) = (.allActive("unknown", policy), ExtentSet())
             } else {
-                let (o, f, g, inside) = VolumeProber.probe(window, granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents)
+                let (o, f, g, inside) = VolumeProber.probe(window, granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents,
+                                                           journalOverlay: journalOverlay)
                 (outcome, volumeFree) = (o, f)
                 if g != granularity { coarsened = true }
                 children = inside

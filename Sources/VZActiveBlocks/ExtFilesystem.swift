@@ -74,14 +74,25 @@ struct ExtFilesystem {
     }
 
     /// Maps the filesystem in `window`; free blocks go to `collector` (volume-relative bytes).
-    static func map(_ window: VolumeWindow, _ collector: inout FreeCollector) -> ProbeOutcome {
+    /// - Parameter journalOverlay: map a `needs_recovery` filesystem through its journal
+    ///   (ExtJournal) instead of counting it all active.
+    static func map(_ window: VolumeWindow, _ collector: inout FreeCollector, journalOverlay: Bool = false) -> ProbeOutcome {
         var name = "ext"
         do {
             let raw = try window.read(at: 1024, count: 1024)
             let sb = try parseSuperblock(raw)
             name = sb.flavour
-            if let why = try policy(sb, raw, window) { return .allActive(name, why) }
+            let recovering = sb.incompat & 0x4 != 0
+            if let why = try policy(sb, raw, window, ignoringRecover: journalOverlay) { return .allActive(name, why) }
             var mapper = GroupMapper(sb: sb, window: window)
+            if recovering {
+                do {
+                    mapper.journaled = try ExtJournal.journaledBlocks(sb, raw: raw, groupZeroInodeTable: try mapper.groupZeroInodeTable(),
+                                                                      window: window) ?? []
+                } catch {
+                    return .allActive(name, "dirty: needs_recovery, and the journal cannot be read (\(error))")
+                }
+            }
             try mapper.run(&collector)
             return .mapped(name, mapper.warnings)
         } catch {
@@ -90,7 +101,7 @@ struct ExtFilesystem {
     }
 
     /// Why the bitmaps cannot be trusted, or nil.
-    static func policy(_ sb: Superblock, _ raw: [UInt8], _ window: VolumeWindow) throws -> String? {
+    static func policy(_ sb: Superblock, _ raw: [UInt8], _ window: VolumeWindow, ignoringRecover: Bool = false) throws -> String? {
         if sb.incompat & 0x8 != 0 { return "unsupported: external journal device" }
         if sb.roCompat & 0x200 != 0 { return "unsupported: bigalloc" }
         if sb.incompat & ~knownIncompat != 0 { return "unsupported: incompatible features 0x\(String(sb.incompat & ~knownIncompat, radix: 16))" }
@@ -99,7 +110,7 @@ struct ExtFilesystem {
             let stored = try Fields(raw, "ext superblock").u32(0x3FC)
             guard Checksums.crc32cRaw(0xFFFF_FFFF, raw[0..<0x3FC]) == stored else { return "corrupt: superblock checksum mismatch" }
         }
-        if sb.incompat & 0x4 != 0 { return "dirty: needs_recovery (the journal holds transactions not yet written back)" }
+        if sb.incompat & 0x4 != 0 && !ignoringRecover { return "dirty: needs_recovery (the journal holds transactions not yet written back)" }
         if sb.state & 0x1 == 0 { return "dirty: not cleanly unmounted (VALID_FS clear)" }
         if sb.state & 0x2 != 0 { return "dirty: errors recorded (ERROR_FS)" }
         guard sb.blocksCount <= window.length / sb.blockSize else {

@@ -6,6 +6,8 @@ struct GroupMapper {
     let sb: Superblock
     let window: VolumeWindow
     private(set) var warnings: [String] = []
+    /// Blocks a dirty journal names (ExtJournal): a group whose block bitmap is one of them stays active.
+    var journaled = Set<UInt64>()
     private var descCache: (block: UInt64, bytes: [UInt8])?
     /// The metadata seed of metadata_csum.
     private let csumSeed: UInt32
@@ -79,6 +81,8 @@ struct GroupMapper {
                           bitmapChecksum: bitmapCsum)
     }
 
+    mutating func groupZeroInodeTable() throws -> UInt64 { try descriptor(0).inodeTable }
+
     mutating func run(_ collector: inout FreeCollector) throws {
         let groups = sb.groups
         // Every group's own metadata, wherever flex_bg put it: never free, whatever a bitmap says.
@@ -96,10 +100,11 @@ struct GroupMapper {
             descriptors.append(d)
         }
         let csum = sb.metadataCsum || sb.gdtCsum
-        var badGroups = 0
+        var badGroups = 0, journalGroups = 0
         for g in 0..<groups {
             let d = descriptors[Int(g)]
             if csum && !d.checksumOK { badGroups += 1; continue }
+            if journaled.contains(d.blockBitmap) { journalGroups += 1; continue }
             let start = sb.groupStart(g), length = sb.groupLength(g)
             var free: ExtentSet
             if csum && d.flags & 0x2 != 0 {
@@ -135,6 +140,9 @@ struct GroupMapper {
             for e in free.subtracting(here) {
                 collector.addFree(e.offset * sb.blockSize, e.length * sb.blockSize)
             }
+        }
+        if journalGroups > 0 {
+            warnings.append("needs_recovery: \(journalGroups) block group(s) whose bitmap the journal holds stay active")
         }
         if badGroups > 0 {
             warnings.append("\(badGroups) block group(s) failed their descriptor or bitmap checksum and stay active")

@@ -14,7 +14,7 @@ enum LVMPhysicalVolume {
 
     struct Segment { var start: UInt64, count: UInt64, firstPE: UInt64 }
 
-    static func map(_ window: VolumeWindow, granularity: UInt64, coarse: UInt64, maxExtents: Int,
+    static func map(_ window: VolumeWindow, granularity: UInt64, coarse: UInt64, maxExtents: Int, journalOverlay: Bool,
                     _ collector: inout FreeCollector, _ children: inout [Volume]) -> ProbeOutcome {
         do {
             let head = try window.read(at: 0, count: Int(Swift.min(4 * 512, window.length)))
@@ -114,7 +114,7 @@ enum LVMPhysicalVolume {
                 let inner = MetadataReader(disk: view)
                 let (outcome, free, _, _) = VolumeProber.probe(VolumeWindow(reader: inner, base: 0, length: lvBytes),
                                                                granularity: granularity, coarseGranularity: coarse, maxExtents: maxExtents,
-                                                               insideLV: true)
+                                                               insideLV: true, journalOverlay: journalOverlay)
                 window.reader.account(inner.bytesRead)
                 var freed: UInt64 = 0
                 for e in free {

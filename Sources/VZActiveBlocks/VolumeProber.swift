@@ -17,18 +17,19 @@ enum VolumeProber {
     /// - Returns: the outcome, the disk-absolute free extents, the granule they were kept at, and
     ///   the volumes found inside (an LVM PV's LVs).
     static func probe(_ window: VolumeWindow, granularity: UInt64, coarseGranularity: UInt64, maxExtents: Int,
-                      insideLV: Bool = false) -> (ProbeOutcome, ExtentSet, UInt64, [Volume]) {
+                      insideLV: Bool = false, journalOverlay: Bool = false) -> (ProbeOutcome, ExtentSet, UInt64, [Volume]) {
         var collector = FreeCollector(base: window.base, length: window.length, granularity: granularity,
                                       coarseGranularity: coarseGranularity, maxExtents: maxExtents)
         var children: [Volume] = []
-        let outcome = probe(window, &collector, &children, granularity, coarseGranularity, maxExtents, insideLV)
+        let outcome = probe(window, &collector, &children, granularity, coarseGranularity, maxExtents, insideLV, journalOverlay)
         if case .mapped = outcome { return (outcome, collector.result(), collector.granularity, children) }
         return (outcome, ExtentSet(), granularity,
                 children.map { var v = $0; v.activeBytes = v.size; v.allActive = true; v.reason = v.reason ?? "the PV counts as all active"; return v })
     }
 
     private static func probe(_ window: VolumeWindow, _ collector: inout FreeCollector, _ children: inout [Volume],
-                              _ granularity: UInt64, _ coarse: UInt64, _ maxExtents: Int, _ insideLV: Bool) -> ProbeOutcome {
+                              _ granularity: UInt64, _ coarse: UInt64, _ maxExtents: Int, _ insideLV: Bool,
+                              _ journalOverlay: Bool) -> ProbeOutcome {
         let n = Int(Swift.min(UInt64(headBytes), window.length))
         guard let head = try? window.read(at: 0, count: n) else { return .allActive("unknown", "corrupt: unreadable") }
         let f = Fields(head, "volume start")
@@ -43,9 +44,10 @@ enum VolumeProber {
         if f.matches(65536 + 64, "_BHRfS_M") { return .allActive("btrfs", "unsupported: btrfs") }
         for s in 0..<4 where f.matches(s * 512, "LABELONE") {
             if insideLV { return .allActive("lvm2", "unsupported: a PV inside an LV") }
-            return LVMPhysicalVolume.map(window, granularity: granularity, coarse: coarse, maxExtents: maxExtents, &collector, &children)
+            return LVMPhysicalVolume.map(window, granularity: granularity, coarse: coarse, maxExtents: maxExtents,
+                                         journalOverlay: journalOverlay, &collector, &children)
         }
-        if ExtFilesystem.isExt(head) { return ExtFilesystem.map(window, &collector) }
+        if ExtFilesystem.isExt(head) { return ExtFilesystem.map(window, &collector, journalOverlay: journalOverlay) }
         if let swap = SwapArea.detect(head) { return SwapArea.map(head, swap, window, &collector) }
         if let bpb = FATFilesystem.bpb(head) { return FATFilesystem.map(window, bpb, &collector) }
         return .allActive("unknown", "unknown: no filesystem signature recognised")

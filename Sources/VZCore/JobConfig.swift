@@ -15,6 +15,10 @@ public struct JobConfig: Codable, Equatable, Sendable {
     /// Where the source keeps a pass's working files (the active-block filter); nil means
     /// `JobConfig.defaultWorkDir(job:)`.
     public var workDir: String?
+    /// ABM on an ext4 that needs recovery (a crash-consistent snapshot of a running Linux VM):
+    /// read its journal and keep active only the groups whose bitmaps it holds, instead of the
+    /// whole volume. Off unless the job asks for it.
+    public var abmJournalOverlay: Bool
 
     /// The working directory a job uses when its file names none.
     public static func defaultWorkDir(job: String) -> String { "/var/lib/vzrepl/work/\(job)/" }
@@ -111,12 +115,14 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public static let sectorSize: UInt64 = 512
 
     /// The top-level fields of a job file; any other is refused (one case per field).
-    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks, abm, workDir }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay }
 
     public init(job: String, mode: ReplicationMode = .differential, blockSize: UInt32 = JobConfig.defaultBlockSize,
-                whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig], abm: Bool = false, workDir: String? = nil) {
+                whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig], abm: Bool = false, workDir: String? = nil,
+                abmJournalOverlay: Bool = false) {
         self.job = job; self.mode = mode; self.blockSize = blockSize; self.whitespace = whitespace
         self.target = target; self.disks = disks; self.abm = abm; self.workDir = workDir
+        self.abmJournalOverlay = abmJournalOverlay
     }
 
     public init(from decoder: Decoder) throws {
@@ -135,6 +141,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
         disks = try c.decode([DiskConfig].self, forKey: .disks)
         abm = try c.decodeIfPresent(Bool.self, forKey: .abm) ?? false
         workDir = try c.decodeIfPresent(String.self, forKey: .workDir)
+        abmJournalOverlay = try c.decodeIfPresent(Bool.self, forKey: .abmJournalOverlay) ?? false
     }
 
     /// Parses and validates a job file's bytes; every error is `.badJobFile` and names

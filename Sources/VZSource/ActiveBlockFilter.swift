@@ -19,7 +19,8 @@ struct ActiveBlockFilter {
         // 512-byte granules (a sector: FAT clusters need not be 4 KiB-aligned): the free parts of mixed
         // blocks are known, and zeroed before they are sent; coarsened to whole blocks if a
         // fragmented disk would make the set large.
-        let map = ActiveBlockMapper.map(reader, granularity: 512, coarseGranularity: UInt64(job.blockSize))
+        let map = ActiveBlockMapper.map(reader, granularity: 512, coarseGranularity: UInt64(job.blockSize),
+                                        journalOverlay: job.abmJournalOverlay)
         let name = ActiveBlockFilterFile.fileName(disk: disk.name)
         let directory: Directory
         let active: ExtentSet

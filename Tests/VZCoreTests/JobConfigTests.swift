@@ -157,7 +157,7 @@ final class JobConfigTests: XCTestCase {
         let base = #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
         let cases: [(String, String, String)] = [
             (#"{"job":"j","blocksize":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
-             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir)"),
+             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay)"),
             (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "compress", "unknown field"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
@@ -261,6 +261,7 @@ final class JobConfigABMTests: XCTestCase {
         XCTAssertEqual(c.effectiveWorkDir, "/var/lib/vzrepl/work/web1/")
         let on = try JobConfig.parse(Array(#"{"job":"web1","abm":true,"workDir":"/srv/w","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j")
         XCTAssertTrue(on.abm)
+        XCTAssertFalse(on.abmJournalOverlay)
         XCTAssertEqual(on.effectiveWorkDir, "/srv/w")
         for bad in [#""workDir":"rel/w""#, #""workDir":"/a/../b""#, #""abm":1"#] {
             XCTAssertThrowsError(try JobConfig.parse(Array(#"{"job":"web1",\#(bad),"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j"), bad)
