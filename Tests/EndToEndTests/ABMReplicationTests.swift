@@ -127,6 +127,41 @@ final class ABMReplicationTests: XCTestCase {
         XCTAssertEqual(third.finished()?["dataBlocks"] as? Int, 0)
     }
 
+    /// A crash-consistent snapshot: ext4 with needs_recovery and a committed transaction in its
+    /// journal that allocates blocks of group 2 (debugfs jo/jw/jc). With "abmJournalOverlay" the
+    /// volume is mapped, and the replica, once its journal is replayed (e2fsck -E journal_only),
+    /// passes e2fsck -fn with every file identical.
+    func testDirtyExt4WithJournalOverlay() throws {
+        let img = try makeDisk()
+        let b = try sh("dumpe2fs '\(img)?offset=\(p1)' 2>/dev/null | awk '/^Group 2:/{f=1} f && /Block bitmap at/{print $4; exit}'").trimmingCharacters(in: .whitespacesAndNewlines)
+        try sh("""
+            dd if=\(img) of=\(h.dir)/bm.bin bs=4096 skip=$(( \(p1 / 4096) + \(b) )) count=1 status=none && python3 -c "
+            b=bytearray(open('\(h.dir)/bm.bin','rb').read())
+            for i in range(100,200): b[i//8]|=1<<(i%8)
+            open('\(h.dir)/bm.bin','wb').write(b)" && printf 'jo\\njw -b \(b) \(h.dir)/bm.bin\\njc\\n' > \(h.dir)/cmds && debugfs -w -f \(h.dir)/cmds '\(img)?offset=\(p1)' >/dev/null 2>&1
+            """)
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["abm": true, "abmJournalOverlay": true, "workDir": h.dir + "/work"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let vols = try XCTUnwrap(r.events("volumes").first?["volumes"] as? [[String: Any]])
+        XCTAssertEqual(vols.first?["allActive"] as? Bool, false, "\(vols)")
+        let warnings = r.events("volumes").first?["warnings"] as? [String] ?? []
+        XCTAssertTrue(warnings.contains { $0.contains("whose bitmap the journal holds") }, "\(warnings)")
+        let replica = "\(h.root)/vm1/disk0-flat.vmdk"
+        try sh("dd if=\(replica) of=\(h.dir)/p1.img bs=512 skip=2048 count=49152 status=none && (e2fsck -E journal_only -y \(h.dir)/p1.img >/dev/null 2>&1 || true)")
+        XCTAssertFalse(try sh("dumpe2fs -h \(h.dir)/p1.img 2>/dev/null").contains("needs_recovery"))
+        // The replayed transaction allocated blocks no file owns: e2fsck -fn reports that
+        // difference, exactly as it does on the source after the same replay.
+        try sh("dd if=\(img) of=\(h.dir)/src-p1.img bs=512 skip=2048 count=49152 status=none && (e2fsck -E journal_only -y \(h.dir)/src-p1.img >/dev/null 2>&1 || true)")
+        let onReplica = try AgentHarness.run(["/bin/bash", "-c", "PATH=$PATH:/usr/sbin e2fsck -fn \(h.dir)/p1.img 2>&1 | grep -v '^e2fsck\\|p1.img'"])
+        let onSource = try AgentHarness.run(["/bin/bash", "-c", "PATH=$PATH:/usr/sbin e2fsck -fn \(h.dir)/src-p1.img 2>&1 | grep -v '^e2fsck\\|src-p1.img'"])
+        XCTAssertEqual(onReplica.stdout, onSource.stdout, "the replica checks exactly like the source")
+        for f in ["keep0.bin", "keep1.txt"] {
+            try sh("debugfs -R 'cat /\(f)' \(h.dir)/p1.img > \(h.dir)/e-\(f) 2>/dev/null && cmp \(h.dir)/e-\(f) \(h.dir)/src/\(f)")
+        }
+        XCTAssertEqual(try count(ABMReplicationTests.pattern, in: replica), 0)
+    }
+
     /// A workDir that cannot be made fails the pass as a source error (exit 3) that names it,
     /// before any block is sent.
     func testUnusableWorkDirFailsThePassAsASourceError() throws {
