@@ -6,9 +6,12 @@ BUILD_FLAGS := -c $(CONFIG) -Xswiftc -enable-testing
 BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 
 # Debian packages the build, the tests and the demo need (the C libraries, zlib for VMDK grains, and the real
-# components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench).
+# components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench; the ABM
+# fixtures and oracles: mke2fs/debugfs/dumpe2fs, mkfs.fat + mtools + fsck.fat, sgdisk, sfdisk,
+# mkswap, mkntfs/ntfscp/ntfsinfo, partclone.extfs/ntfs).
 DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev zlib1g-dev openssh-server openssh-client qemu-utils \
-                lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3
+                lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3 \
+                dosfstools mtools gdisk fdisk partclone ntfs-3g grep
 
 .PHONY: all deps build demo test bench fuzz clean
 
@@ -39,6 +42,7 @@ test: build
 
 bench: build
 	VZREPL_BIN="$(BIN)" Scripts/bench.sh
+	VZREPL_BIN="$(BIN)" Scripts/bench-abm.sh
 
 fuzz: deps
 	Scripts/fuzz.sh

@@ -24,6 +24,9 @@ let package = Package(
         .target(name: "CVZShims"),
         .target(name: "VZCore"),
         .target(name: "VZFormats", dependencies: ["VZCore"]),
+        // Active Block Mapping: partition tables and filesystem bitmaps -> active extents, read
+        // through a BlockReader it is given (no I/O of its own).
+        .target(name: "VZActiveBlocks", dependencies: ["VZCore"]),
         .target(name: "VZPlatform", dependencies: ["VZCore", "CVZShims", "CLZ4", "COpenSSL", "CZlib",
                                                 .product(name: "Logging", package: "swift-log")]),
         // The protocol: banner, message channel, session rules. No libssh2, no files.
@@ -33,7 +36,7 @@ let package = Package(
         // The SSH client transport (libssh2): only the source agent links it.
         .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2",
                                                        .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VZSource", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire", "VZTransportLocal",
+        .target(name: "VZSource", dependencies: ["VZCore", "VZActiveBlocks", "VZFormats", "VZPlatform", "VZWire", "VZTransportLocal",
                                                  "VZTransportSSH", .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZTarget", dependencies: ["VZCore", "VZFormats", "VZPlatform", "VZWire",
                                                  .product(name: "Logging", package: "swift-log")]),
@@ -47,6 +50,7 @@ let package = Package(
         // Helpers shared by the test targets (seeded random data); not shipped.
         .target(name: "VZTestSupport", path: "Tests/VZTestSupport"),
         .testTarget(name: "VZCoreTests", dependencies: ["VZCore", "VZTestSupport"]),
+        .testTarget(name: "VZActiveBlocksTests", dependencies: ["VZActiveBlocks", "VZCore", "VZTestSupport"]),
         .testTarget(name: "VZFormatsTests", dependencies: ["VZFormats", "VZCore", "VZPlatform", "VZTestSupport"]),
         .testTarget(name: "VZPlatformTests", dependencies: ["VZPlatform", "VZCore", "VZTestSupport",
                                                             .product(name: "Logging", package: "swift-log")]),

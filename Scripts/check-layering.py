@@ -16,7 +16,7 @@ import json, os, re, shutil, subprocess, sys, tempfile
 # Lower numbers are lower layers; a module may import only strictly lower ones.
 LAYERS = {
     "VZCore": 0,
-    "VZFormats": 1, "VZPlatform": 1,
+    "VZFormats": 1, "VZPlatform": 1, "VZActiveBlocks": 1,
     "VZWire": 2, "VZTransportLocal": 2, "VZTransportSSH": 2,
     "VZSource": 3, "VZTarget": 3,
     "vzrepl-source": 4, "vzrepl-target": 4,
@@ -26,7 +26,7 @@ C_WRAPPERS = {"CLibSSH2": "VZTransportSSH", "CLZ4": "VZPlatform", "COpenSSL": "V
 # System and toolchain modules, importable anywhere they make sense; VZCore and VZFormats stay pure.
 SYSTEM = {"Foundation", "Glibc", "Dispatch", "XCTest"}
 PURE_SYSTEM = {"Foundation"}
-PURE = {"VZCore", "VZFormats", "VZWire"}
+PURE = {"VZCore", "VZFormats", "VZWire", "VZActiveBlocks"}
 # Package products: module name -> product name in Package.swift.
 PRODUCTS = {"Logging": "Logging", "ArgumentParser": "ArgumentParser", "SystemPackage": "SystemPackage"}
 IMPORT = re.compile(r"^\s*(?:@testable\s+|@_implementationOnly\s+)?import\s+(?:(?:struct|class|enum|func|protocol)\s+)?([A-Za-z_][A-Za-z0-9_]*)", re.M)

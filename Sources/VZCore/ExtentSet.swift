@@ -57,6 +57,24 @@ public struct ExtentSet: Equatable, Sendable, Sequence {
         return out
     }
 
+    /// The parts of the set's extents that lie inside `e`, in order (a binary search, then a walk
+    /// over just those extents).
+    public func pieces(within e: Extent) -> [Extent] {
+        guard !e.isEmpty else { return [] }
+        var lo = 0, hi = extents.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if extents[mid].end <= e.offset { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [Extent] = []
+        var i = lo
+        while i < extents.count && extents[i].offset < e.end {
+            if let x = extents[i].intersection(e) { out.append(x) }
+            i += 1
+        }
+        return out
+    }
+
     /// True when every byte of `e` is in the set.
     public func covers(_ e: Extent) -> Bool {
         if e.isEmpty { return true }

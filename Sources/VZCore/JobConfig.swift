@@ -9,6 +9,20 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var whitespace: Bool
     public var target: TargetConfig
     public var disks: [DiskConfig]
+    /// Active Block Mapping: read, hash and send only the blocks the guest's partitions and
+    /// filesystems use (Docs/job-file.md). Off unless the job asks for it.
+    public var abm: Bool
+    /// Where the source keeps a pass's working files (the active-block filter); nil means
+    /// `JobConfig.defaultWorkDir(job:)`.
+    public var workDir: String?
+    /// ABM on an ext4 that needs recovery (a crash-consistent snapshot of a running Linux VM):
+    /// read its journal and keep active only the groups whose bitmaps it holds, instead of the
+    /// whole volume. Off unless the job asks for it.
+    public var abmJournalOverlay: Bool
+
+    /// The working directory a job uses when its file names none.
+    public static func defaultWorkDir(job: String) -> String { "/var/lib/vzrepl/work/\(job)/" }
+    public var effectiveWorkDir: String { workDir ?? JobConfig.defaultWorkDir(job: job) }
 
     public struct DiskConfig: Codable, Equatable, Sendable {
         public var name: String
@@ -133,12 +147,14 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public static let sectorSize: UInt64 = 512
 
     /// The top-level fields of a job file; any other is refused (one case per field).
-    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks }
+    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay }
 
     public init(job: String, mode: ReplicationMode = .differential, blockSize: UInt32 = JobConfig.defaultBlockSize,
-                whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig]) {
+                whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig], abm: Bool = false, workDir: String? = nil,
+                abmJournalOverlay: Bool = false) {
         self.job = job; self.mode = mode; self.blockSize = blockSize; self.whitespace = whitespace
-        self.target = target; self.disks = disks
+        self.target = target; self.disks = disks; self.abm = abm; self.workDir = workDir
+        self.abmJournalOverlay = abmJournalOverlay
     }
 
     public init(from decoder: Decoder) throws {
@@ -155,6 +171,9 @@ public struct JobConfig: Codable, Equatable, Sendable {
         whitespace = try c.decodeIfPresent(Bool.self, forKey: .whitespace) ?? true
         target = try c.decode(TargetConfig.self, forKey: .target)
         disks = try c.decode([DiskConfig].self, forKey: .disks)
+        abm = try c.decodeIfPresent(Bool.self, forKey: .abm) ?? false
+        workDir = try c.decodeIfPresent(String.self, forKey: .workDir)
+        abmJournalOverlay = try c.decodeIfPresent(Bool.self, forKey: .abmJournalOverlay) ?? false
     }
 
     /// Parses and validates a job file's bytes; every error is `.badJobFile` and names
@@ -198,6 +217,12 @@ public struct JobConfig: Codable, Equatable, Sendable {
         if let why = NameRules.problem(with: job) { return ("job", why) }
         if let why = BlockSize.problem(with: blockSize) { return ("blockSize", why) }
         guard !disks.isEmpty else { return ("disks", "the job has no disks") }
+        if let w = workDir {
+            guard w.hasPrefix("/") else { return ("workDir", "'\(w)' is not an absolute path") }
+            guard !w.split(separator: "/").contains(".."), !w.utf8.contains(0), w.utf8.count <= 1024 else {
+                return ("workDir", "'\(w)' may not contain '..' or NUL and is at most 1024 bytes")
+            }
+        }
         var seen = Set<String>()
         for (i, d) in disks.enumerated() {
             if let why = NameRules.problem(withDisk: d.name) { return ("disks[\(i)].name", why) }

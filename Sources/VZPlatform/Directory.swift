@@ -24,6 +24,21 @@ public final class Directory: @unchecked Sendable {
         return Directory(fd: fd, path: path)
     }
 
+    /// Opens a working directory given as an absolute path (from a job file, trusted), making it
+    /// and any missing parents first (mode 0750), like `mkdir -p`. Errors are `errorKind`.
+    public static func openCreating(_ path: String, errorKind: VZError.Kind) throws -> Directory {
+        guard path.hasPrefix("/") else { throw VZError(errorKind, "\(path): not an absolute path") }
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            let (r, e) = Syscall.call(.mkdir) { mkdir(prefix, 0o750) }
+            if r != 0 && e != EEXIST { throw Syscall.error("mkdir", prefix, e, kind: errorKind) }
+        }
+        let (fd, e) = Syscall.retrying { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard fd >= 0 else { throw Syscall.error("open directory", path, e, kind: errorKind) }
+        return Directory(fd: fd, path: path)
+    }
+
     /// One path component, never "." or "..": what reaches here was built from validated names.
     private func checked(_ name: String) throws -> String {
         guard !name.isEmpty, name.utf8.count <= 255, name != ".", name != "..",

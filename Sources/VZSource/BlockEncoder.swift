@@ -1,3 +1,4 @@
+import Glibc
 import VZCore
 import VZPlatform
 
@@ -28,6 +29,9 @@ struct BlockEncoder {
     let whitespace: Bool
     /// Compare with the target's map (differential mode; `PassPlan.usesMap`).
     let useMap: Bool
+    /// Bytes ABM proved free inside blocks that are read anyway (`PassPlan.inactiveInCandidates`):
+    /// zeroed after the read.
+    var inactive = ExtentSet()
 
     static let fixedHeader = 8 + 4 + 1 + 32
 
@@ -40,6 +44,10 @@ struct BlockEncoder {
         }
         var data = [UInt8](repeating: 0, count: length)
         try data.withUnsafeMutableBytes { try reader.read(at: extent.offset, into: $0) }
+        for free in inactive.pieces(within: extent) {
+            let from = Int(free.offset - extent.offset)
+            data.withUnsafeMutableBytes { _ = memset($0.baseAddress! + from, 0, Int(free.length)) }
+        }
         return data.withUnsafeBytes { raw -> BlockVerdict in
             if whitespace && ZeroDetector.isZero(raw) {
                 return useMap && previous.kind == .zero ? .unchanged(extent, scanned: extent.length) : .zero(extent, scanned: extent.length)
@@ -80,6 +88,6 @@ extension BlockEncoder {
     /// The encoder for the blocks of `plan`, which was computed for the same disk as `map`.
     init(reader: BlockReader, map: BlockMap, plan: PassPlan) {
         precondition(plan.capacity == map.capacity && plan.blockSize == UInt64(map.blockSize), "plan and map of different disks")
-        self.init(reader: reader, map: map, whitespace: plan.whitespace, useMap: plan.usesMap)
+        self.init(reader: reader, map: map, whitespace: plan.whitespace, useMap: plan.usesMap, inactive: plan.inactiveInCandidates)
     }
 }

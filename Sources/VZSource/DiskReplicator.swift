@@ -11,6 +11,8 @@ public struct DiskResult: Sendable {
     public var capacityBytes: UInt64
     public var scannedBytes: UInt64 = 0
     public var changedBytes: UInt64 = 0
+    /// Bytes ABM found active (the capacity when ABM is off).
+    public var activeBytes: UInt64 = 0
     public var zeroBytes: UInt64 = 0
     public var sentBytes: UInt64 = 0
     public var dataBlocks: UInt64 = 0
@@ -20,7 +22,7 @@ public struct DiskResult: Sendable {
 
     var eventFields: [String: Any] {
         ["disk": disk, "mode": mode.rawValue, "capacityBytes": capacityBytes, "scannedBytes": scannedBytes,
-         "changedBytes": changedBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks,
+         "changedBytes": changedBytes, "activeBytes": activeBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks,
          "seconds": (seconds * 1000).rounded() / 1000, "generation": generation, "mapStatus": mapStatus]
     }
 }
@@ -39,9 +41,12 @@ final class DiskReplicator {
     let workers: Int
     /// More fields of `disk-started` from the reader factory (`chain`, `snapshots`).
     var startedFields: [String: Any] = [:]
+    /// Keep the working files (the active-block filter) after the disk is done.
+    let keepTemp: Bool
 
     init(disk: JobConfig.DiskConfig, reader: BlockReader, job: JobConfig, channel: MessageChannel,
-         events: EventEmitter, logger: Logger, workers: Int) {
+         events: EventEmitter, logger: Logger, workers: Int, keepTemp: Bool = false) {
+        self.keepTemp = keepTemp
         self.disk = disk
         self.reader = reader
         self.job = job
@@ -72,8 +77,17 @@ final class DiskReplicator {
                                      .merging(startedFields) { a, _ in a })
         logger.info("scanning \(reader.displayName): \(reader.capacity) bytes, \(map.count) blocks, map \(state.mapStatus) generation \(state.generation)")
 
+        // ABM reads only metadata, but a large disk takes a moment: keep the link alive meanwhile.
+        var filter: ActiveBlockFilter?
+        if job.abm {
+            filter = try channel.withHeartbeat { _ in
+                try ActiveBlockFilter.build(disk: disk, reader: reader, job: job, events: events, logger: logger)
+            }
+        }
+        defer { if let filter, !keepTemp { filter.remove(logger: logger) } }
+        result.activeBytes = filter?.active.totalLength ?? reader.capacity
         let plan = PassPlan(capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode, whitespace: job.whitespace,
-                            knownZero: job.whitespace ? try reader.knownZeroExtents() : ExtentSet())
+                            knownZero: job.whitespace ? try reader.knownZeroExtents() : ExtentSet(), active: filter?.active)
         let encoder = BlockEncoder(reader: reader, map: map, plan: plan)
         let pipeline = OrderedPipeline<PassPlan.Block, BlockVerdict>(workers: workers, depth: 4 * workers + 4) { try encoder.encode($0) }
         var pendingZero: Extent?

@@ -31,6 +31,10 @@ struct PassPlan: Equatable, Sendable {
     let knownZeroBlocks: ExtentSet
     /// The candidate blocks that must be read: `candidates` minus `knownZeroBlocks`.
     let blocksToRead: ExtentSet
+    /// The bytes of candidate blocks that ABM proved free: a block partly active is read, and
+    /// these bytes of it are zeroed before it is checked, hashed and sent, so no deleted data
+    /// travels in a mixed block. Empty without ABM.
+    let inactiveInCandidates: ExtentSet
     /// Sum of the candidate blocks' lengths: what progress counts towards.
     let candidateBytes: UInt64
     let candidateBlockCount: UInt64
@@ -50,7 +54,9 @@ struct PassPlan: Equatable, Sendable {
         var bytes = ExtentSet([disk])
         if let active { bytes = bytes.intersection(active) }
         if let changed { bytes = bytes.intersection(changed) }
-        candidates = bytes.blocksTouched(ofSize: self.blockSize, capacity: capacity)
+        let candidates = bytes.blocksTouched(ofSize: self.blockSize, capacity: capacity)
+        self.candidates = candidates
+        if let active { inactiveInCandidates = candidates.subtracting(active) } else { inactiveInCandidates = ExtentSet() }
         if whitespace {
             // A block is wholly known zero when no byte of it is outside the known-zero extents.
             let notKnownZero = knownZero.complement(within: disk).blocksTouched(ofSize: self.blockSize, capacity: capacity)

@@ -33,6 +33,8 @@ public final class SourceAgent {
     var logger: Logger
     let version: String
     public var workers = 2
+    /// `--keep-temp`: leave the working files (active-block filters) in the workDir.
+    public var keepTemp = false
 
     public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String) {
         self.job = job
@@ -82,7 +84,7 @@ public final class SourceAgent {
             for (d, source) in zip(job.disks, sources) {
                 current = d.name
                 let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,
-                                                logger: logger, workers: workers)
+                                                logger: logger, workers: workers, keepTemp: keepTemp)
                 replicator.startedFields = source.eventFields
                 let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)

@@ -13,7 +13,7 @@ struct SourceCommand: ParsableCommand {
         abstract: "The source agent of vzrepl: replicates VM disks to a vzrepl-target over SSH.",
         discussion: """
         stdout carries JSON-lines events (one object per line, each with an "event" field: \
-        pass-started, disk-started, map-untrusted, disk-progress, disk-finished, error, pass-finished). \
+        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished). \
         Human-readable logs go to stderr and to the log file.
 
         Exit codes: 0 every disk committed; 1 internal error; 2 bad job file or arguments; \
@@ -24,7 +24,7 @@ struct SourceCommand: ParsableCommand {
         See Docs/events.md and Docs/operations.md.
         """,
         version: VZVersion.banner(agent: SourceAgent.agentName),
-        subcommands: [Replicate.self, CheckJob.self])
+        subcommands: [Replicate.self, CheckJob.self, ABMMap.self])
 
     /// ArgumentParser's `main`, except that a usage error (unknown option, missing or bad value)
     /// exits 2 as Docs/events.md says, not 64, and `replicate` reports it as events too.
@@ -116,6 +116,9 @@ struct Replicate: ParsableCommand {
     @Option(help: "Worker threads that read, hash and compress (\(workerRange.lowerBound) to \(workerRange.upperBound)).")
     var workers: Int = 2
 
+    @Flag(help: "Keep the working files (the active-block filter DISK.vmdk-abbt.vztemp) in the job's workDir for a field engineer.")
+    var keepTemp = false
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -139,6 +142,7 @@ struct Replicate: ParsableCommand {
         }
         let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
         agent.workers = workers
+        agent.keepTemp = keepTemp
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
     }
@@ -183,5 +187,36 @@ struct CheckJob: ParsableCommand {
     static func encode(_ object: [String: Any]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct ABMMap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "abm-map",
+        abstract: "Show what Active Block Mapping makes of a disk (volumes, active bytes), without a pass.",
+        discussion: """
+        Reads only partition tables and filesystem metadata, and writes nothing. stdout is one JSON \
+        object: capacityBytes, activeBytes, activeBlockBytes (whole blocks of --block-size), extents, \
+        metadataBytesRead, seconds, warnings, volumes (as in the volumes event, Docs/events.md). \
+        Exit 0, or 3 when the disk cannot be opened.
+        """)
+
+    @Option(help: ArgumentHelp("A raw image file or block device.", valueName: "path"))
+    var source: String
+
+    @Option(help: "The replication block size to count whole blocks of.")
+    var blockSize: UInt32 = JobConfig.defaultBlockSize
+
+    func validate() throws {
+        if let why = BlockSize.problem(with: blockSize) { throw ValidationError("--block-size \(blockSize): \(why)") }
+    }
+
+    func run() throws {
+        do {
+            print(CheckJob.encode(try ActiveBlockReport.describe(source: source, blockSize: blockSize)))
+        } catch {
+            FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
+            throw ExitCode(SourceAgent.ExitCode.sourceError.rawValue)
+        }
     }
 }

@@ -79,13 +79,14 @@ final class AgentHarness {
 
     /// Writes a job file for the exec transport and returns its path.
     func writeJob(job: String = "vm1", disks: [(String, String)], blockSize: Int = 65536, whitespace: Bool = true,
-                  mode: String = "differential", extraTargetArgs: [String] = []) throws -> String {
+                  mode: String = "differential", extraTargetArgs: [String] = [], extra: [String: Any] = [:]) throws -> String {
         let command = [AgentHarness.target, "serve", "--stdio", "--root", root, "--log-file", dir + "/target.log"] + extraTargetArgs
-        let obj: [String: Any] = [
+        var obj: [String: Any] = [
             "job": job, "mode": mode, "blockSize": blockSize, "whitespace": whitespace,
             "target": ["transport": "exec", "command": command, "idleTimeoutSeconds": 20],
             "disks": disks.map { ["name": $0.0, "source": $0.1] },
         ]
+        for (k, v) in extra { obj[k] = v }
         let path = dir + "/job-\(job).json"
         try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: path))
         return path

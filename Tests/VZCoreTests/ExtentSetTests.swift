@@ -116,3 +116,14 @@ final class ExtentSetTests: XCTestCase {
         XCTAssertEqual(a.description, "[10, +10)")
     }
 }
+
+final class ExtentSetPiecesTests: XCTestCase {
+    func testPiecesWithinAnExtent() {
+        let s = ExtentSet([Extent(offset: 0, length: 10), Extent(offset: 20, length: 10), Extent(offset: 40, length: 5)])
+        XCTAssertEqual(s.pieces(within: Extent(offset: 5, length: 20)), [Extent(offset: 5, length: 5), Extent(offset: 20, length: 5)])
+        XCTAssertEqual(s.pieces(within: Extent(offset: 10, length: 10)), [])
+        XCTAssertEqual(s.pieces(within: Extent(offset: 0, length: 100)), s.extents)
+        XCTAssertEqual(s.pieces(within: Extent(offset: 44, length: 0)), [])
+        XCTAssertEqual(ExtentSet().pieces(within: Extent(offset: 0, length: 5)), [])
+    }
+}

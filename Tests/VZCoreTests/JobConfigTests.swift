@@ -157,7 +157,7 @@ final class JobConfigTests: XCTestCase {
         let base = #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
         let cases: [(String, String, String)] = [
             (#"{"job":"j","blocksize":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
-             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks)"),
+             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay)"),
             (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "compress", "unknown field"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
@@ -282,6 +282,22 @@ extension VMDKJobFormatTests {
                               (#"{"name":"d","source":"/ds/vm/vm.vmx","node":"scsi0"}"#, ["field 'disks[0].node'", "not a device node"]),
                               (#"{"name":"d","source":"/ds/vm/vm.vmx","node":"scsi0:0","format":"raw"}"#, ["field 'disks[0].format'"])] {
             assertVZError(.badJobFile, containing: parts) { try JobConfig.parse(Array(job(disk).utf8), fileName: "job.json") }
+        }
+    }
+}
+
+final class JobConfigABMTests: XCTestCase {
+    func testABMDefaultsOffAndWorkDirDefaultsPerJob() throws {
+        let c = try JobConfig.parse(Array(#"{"job":"web1","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j")
+        XCTAssertFalse(c.abm)
+        XCTAssertNil(c.workDir)
+        XCTAssertEqual(c.effectiveWorkDir, "/var/lib/vzrepl/work/web1/")
+        let on = try JobConfig.parse(Array(#"{"job":"web1","abm":true,"workDir":"/srv/w","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j")
+        XCTAssertTrue(on.abm)
+        XCTAssertFalse(on.abmJournalOverlay)
+        XCTAssertEqual(on.effectiveWorkDir, "/srv/w")
+        for bad in [#""workDir":"rel/w""#, #""workDir":"/a/../b""#, #""abm":1"#] {
+            XCTAssertThrowsError(try JobConfig.parse(Array(#"{"job":"web1",\#(bad),"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j"), bad)
         }
     }
 }
