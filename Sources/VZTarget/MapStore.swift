@@ -33,7 +33,14 @@ enum MapStore {
         do {
             // Bounded read: a map for this geometry has exactly this size; anything larger is corrupt.
             let limit = Int(VzmapFile.fileSize(entryCount: entries)) + 1
-            if let bytes = try directory.readFile(files.map, maxSize: limit) {
+            if let f = try directory.openIfExists(files.map, flags: O_RDONLY) {
+                // Larger than any map of this geometry: corrupt (never read), not an I/O failure.
+                let size = try f.size()
+                guard size < UInt64(limit) else {
+                    throw VZError(.corruptMap, "\(path): \(size) bytes, more than the \(limit - 1) a map of this geometry has")
+                }
+                var bytes = [UInt8](repeating: 0, count: Int(size))
+                try bytes.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
                 if let header = try? VzmapFile.decodeHeader(bytes, fileName: path) { generation = header.generation }
                 let (header, map) = try VzmapFile.decode(bytes, fileName: path)
                 if header.blockSize != blockSize {
@@ -48,8 +55,6 @@ enum MapStore {
             }
         } catch let e as VZError where e.kind == .corruptMap {
             note = e.message
-        } catch let e as VZError where e.kind == .replicaIO && e.message.contains("more than the") {
-            note = e.message  // larger than any map of this geometry: corrupt, not an I/O failure
         }
         logger.warning("map not trusted: \(note); rebuilding it by hashing the replica")
         let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers)
