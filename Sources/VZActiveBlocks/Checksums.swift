@@ -74,6 +74,9 @@ struct Fields {
         return UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8 | UInt32(bytes[p + 2]) << 16 | UInt32(bytes[p + 3]) << 24
     }
     func u64(_ off: Int) throws -> UInt64 { UInt64(try u32(off)) | UInt64(try u32(off + 4)) << 32 }
+    func be16(_ off: Int) throws -> UInt16 { (try u16(off)).byteSwapped }
+    func be32(_ off: Int) throws -> UInt32 { (try u32(off)).byteSwapped }
+    func be64(_ off: Int) throws -> UInt64 { UInt64(try be32(off)) << 32 | UInt64(try be32(off + 4)) }
     func raw(_ off: Int, _ n: Int) throws -> ArraySlice<UInt8> { try check(off, n); return bytes[(base + off)..<(base + off + n)] }
     func matches(_ off: Int, _ text: String) -> Bool {
         let t = Array(text.utf8)

@@ -40,7 +40,7 @@ enum VolumeProber {
         }
         if f.matches(3, "EXFAT   ") { return .allActive("exfat", "unsupported: exFAT is not mapped yet") }
         if f.matches(3, "ReFS") { return .allActive("refs", "unsupported: ReFS") }
-        if f.matches(0, "XFSB") { return .allActive("xfs", "unsupported: XFS is not mapped yet") }
+        if f.matches(0, "XFSB") { return XFSFilesystem.map(window, &collector) }
         if f.matches(65536 + 64, "_BHRfS_M") { return .allActive("btrfs", "unsupported: btrfs") }
         for s in 0..<4 where f.matches(s * 512, "LABELONE") {
             if insideLV { return .allActive("lvm2", "unsupported: a PV inside an LV") }

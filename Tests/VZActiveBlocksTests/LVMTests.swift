@@ -83,7 +83,9 @@ f.seek(part_off + 4096); f.write(mda)
 f.seek(part_off + 4096 + 512); f.write(text)
 """#
 
-    func makeDisk(_ s: Scratch, extraLV: String = "") throws -> String {
+    func makeDisk(_ s: Scratch, extraLV: String = "") throws -> String { try LVMTests.makeDisk(s, extraLV: extraLV) }
+
+    static func makeDisk(_ s: Scratch, extraLV: String = "") throws -> String {
         try s.populate()
         let img = s.path("lvm.img"), lv = s.path("lv.img")
         try sh("truncate -s 80M \(img) && printf 'label: dos\\nstart=2048, size=131072, type=8e\\n' | sfdisk -q \(img)")
