@@ -100,6 +100,20 @@ final class XFSTests: XCTestCase {
         XCTAssertEqual(ExtentSet([Extent(offset: 0, length: map.capacity)]).subtracting(map.active), try XFSTests.freesp(img))
     }
 
+    /// 4 KiB sectors (AGF, AGI and AGFL a sector each, a 4 KiB log sector), 64 KiB blocks, and
+    /// the reverse-mapping btree (its blocks come from the AGFL too).
+    func testSectorAndBlockSizes() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        for (i, (options, size)) in [("-s size=4096", "96M"), ("-b size=65536", "256M"), ("-m rmapbt=1 -b size=1024", "96M"),
+                                     ("-l sunit=64", "96M")].enumerated() {
+            let img = try XFSTests.makeXFS(s, "v\(i).img", size: size, options: options, pairs: 20, fileSize: 70_000)
+            let map = ActiveBlockMapper.map(try FileDisk(img), granularity: 512)
+            XCTAssertEqual(map.volumes.first?.allActive, false, "\(options): \(map.volumes) \(map.warnings)")
+            XCTAssertEqual(ExtentSet([Extent(offset: 0, length: map.capacity)]).subtracting(map.active), try XFSTests.freesp(img), options)
+            try FileManager.default.removeItem(atPath: img)
+        }
+    }
+
     /// The log decides: an unmount record at the head is clean (also after `logformat -c 5`, which
     /// leaves an older cycle behind the head); without its unmount flag, or with a newer write
     /// after it, the volume is all active as dirty, as `xfs_logprint -t` says.
