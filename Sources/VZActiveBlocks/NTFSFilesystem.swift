@@ -1,8 +1,8 @@
 import VZCore
 
 /// NTFS: the volume bitmap ($Bitmap, MFT record 6), found through $MFT's own runlist, with
-/// fixups checked on every record. A dirty volume ($Volume flags), an unclean $LogFile (a
-/// crash-consistent snapshot), an attribute list, a sparse, compressed or encrypted $Bitmap, or
+/// fixups checked on every record. A hibernated Windows (NTFSHibernation), a dirty volume
+/// ($Volume flags), an unclean $LogFile (a crash-consistent snapshot), an attribute list, a sparse, compressed or encrypted $Bitmap, or
 /// anything that does not parse makes the volume all active. The tail after the last whole
 /// cluster (it holds the backup boot sector) stays active.
 struct NTFSFilesystem {
@@ -54,6 +54,7 @@ struct NTFSFilesystem {
             // Record 0 ($MFT) sits at the $MFT LCN; its unnamed $DATA maps the whole MFT.
             let mft = try fs.fixedRecord(try window.read(at: fs.mftLCN * fs.cluster, count: fs.recordSize), number: 0)
             fs.mftRuns = try fs.runs(of: try fs.unnamedData(mft, number: 0))
+            if let why = try fs.hibernationReason() { return .allActive("ntfs", why) }
             if let why = try fs.dirtyReason() { return .allActive("ntfs", why) }
             let bitmap = try fs.unnamedData(try fs.record(6), number: 6)
             try fs.mapBitmap(bitmap, &collector)

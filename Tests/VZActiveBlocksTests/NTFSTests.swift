@@ -96,4 +96,28 @@ final class NTFSTests: XCTestCase {
         for (i, b) in restartPage(flags: 2).enumerated() { disk.patches[at + UInt64(i)] = b }
         XCTAssertFalse(ActiveBlockMapper.map(disk).volumes[0].allActive, "RESTART_VOLUME_IS_CLEAN")
     }
+
+    /// hiberfil.sys (ntfscp'd into a root directory big enough to need INDX blocks) whose header
+    /// is a hibernation signature: all active as hibernated; "wake" or a zeroed first page (resumed,
+    /// or booted normally): mapped as usual. Oracle: ntfs-3g's own check, which makes the next
+    /// ntfscp refuse the volume ("Windows is hibernated") for hibr and HIBR.
+    func testHibernatedWindowsIsAllActive() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let (img, part) = try makeDisk(s)
+        for i in 0..<60 { try sh("echo file \(i) > \(s.path("src/f\(i).txt")) && ntfscp -q \(part) \(s.path("src/f\(i).txt")) f\(i).txt") }
+        XCTAssertTrue(try sh("ntfsinfo -i 5 \(part) 2>/dev/null").contains("$INDEX_ALLOCATION"), "the root index has INDX blocks")
+        try sh("cp \(part) \(part).clean")
+        for (header, hibernated) in [("hibr", true), ("HIBR", true), ("RSTR", true), ("wake", false), ("\\0\\0\\0\\0", false)] {
+            try sh("printf '\(header)' > \(s.path("hiberfil.sys")) && head -c 65532 /dev/zero >> \(s.path("hiberfil.sys"))")
+            try sh("cp \(part).clean \(part) && ntfscp -q \(part) \(s.path("hiberfil.sys")) hiberfil.sys && dd if=\(part) of=\(img) bs=512 seek=\(NTFSTests.start) conv=notrunc status=none")
+            let map = ActiveBlockMapper.map(try FileDisk(img))
+            XCTAssertEqual(map.volumes[0].allActive, hibernated, "\(header): \(map.volumes[0])")
+            if hibernated {
+                XCTAssertTrue(map.volumes[0].reason?.hasPrefix("hibernated:") ?? false, "\(String(describing: map.volumes[0].reason))")
+                XCTAssertEqual(map.activeBytes, map.capacity)
+            }
+            let refused = try sh("ntfscp -q \(part) \(s.path("src/f0.txt")) again.txt 2>&1 || true").contains("hibernated")
+            XCTAssertEqual(refused, header.lowercased() == "hibr", "ntfs-3g on \(header)")
+        }
+    }
 }
