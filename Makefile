@@ -8,10 +8,10 @@ BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 # Debian packages the build, the tests and the demo need (the C libraries, zlib for VMDK grains, and the real
 # components the tests run: sshd, qemu-img, mkfs, strace, lz4/openssl/rsync for the bench; the ABM
 # fixtures and oracles: mke2fs/debugfs/dumpe2fs, mkfs.fat + mtools + fsck.fat, sgdisk, sfdisk,
-# mkswap, mkntfs/ntfscp/ntfsinfo, partclone.extfs/ntfs).
+# mkswap, mkntfs/ntfscp/ntfsinfo, partclone.extfs/ntfs/xfs, mkfs.xfs/xfs_db/xfs_repair/xfs_logprint).
 DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev zlib1g-dev openssh-server openssh-client qemu-utils \
                 lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3 \
-                dosfstools mtools gdisk fdisk partclone ntfs-3g grep
+                dosfstools mtools gdisk fdisk partclone ntfs-3g xfsprogs grep
 
 .PHONY: all deps build demo test bench fuzz clean
 

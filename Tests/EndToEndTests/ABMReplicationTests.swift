@@ -229,3 +229,78 @@ final class ABMNTFSReplicationTests: XCTestCase {
         XCTAssertLessThan(r.finished()?["scannedBytes"] as? Int ?? .max, 8 << 20)
     }
 }
+
+/// End to end with XFS: a GPT disk whose XFS partition (mkfs.xfs from a protofile; victims
+/// emptied with xfs_db -x and their blocks freed by xfs_repair, their bytes left behind) is
+/// seeded with ABM. The replica passes `xfs_repair -n`, every kept file reads back identical
+/// through its extents as `xfs_db bmap` lists them, and no deleted byte was sent.
+final class ABMXFSReplicationTests: XCTestCase {
+    var h: AgentHarness!
+    override func setUpWithError() throws { h = try AgentHarness(name) }
+    override func tearDown() { h.cleanUp() }
+    let p1: UInt64 = 2048 * 512
+
+    @discardableResult
+    func sh(_ command: String) throws -> String {
+        let r = try AgentHarness.run(["/bin/bash", "-c", "export PATH=$PATH:/usr/sbin:/sbin TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1; " + command])
+        guard r.status == 0 else { throw NSError(domain: "sh", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "\(command): \(r.stdout) \(r.stderr)"]) }
+        return r.stdout
+    }
+
+    /// A file's bytes read from an XFS image through `xfs_db`'s inode size and extent map.
+    static let extract = #"""
+import re, subprocess, sys
+img, name, out = sys.argv[1:]
+def db(*cmds):
+    return subprocess.run(["xfs_db", "-r"] + [a for c in cmds for a in ("-c", c)] + [img], check=True, capture_output=True, text=True).stdout
+sb = dict(re.findall(r"^(\w+) = (\d+)$", db("sb 0", "p blocksize agblocks agblklog"), re.M))
+bs, agblocks, agblklog = int(sb["blocksize"]), int(sb["agblocks"]), int(sb["agblklog"])
+ino = [l.split()[1] for l in db("ls /").splitlines() if l.split()[-2:-1] == [name]][0]
+size = int(re.search(r"core.size = (\d+)", db("inode " + ino, "p core.size")).group(1))
+data = bytearray(size)
+f = open(img, "rb")
+for m in re.finditer(r"data offset (\d+) startblock (\d+) \(\d+/\d+\) count (\d+)", db("inode " + ino, "bmap")):
+    off, fsb, count = map(int, m.groups())
+    f.seek(((fsb >> agblklog) * agblocks + (fsb & ((1 << agblklog) - 1))) * bs)
+    chunk = f.read(count * bs)
+    data[off * bs:off * bs + len(chunk)] = chunk
+open(out, "wb").write(bytes(data[:size]))
+"""#
+
+    func testXFSSeedWithABM() throws {
+        let src = h.dir + "/src", fs = h.dir + "/xfs.img", img = h.dir + "/vm.img"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        var proto = "/dummy\n0 0\nd--755 0 0\n"
+        let victim = Data(String(repeating: ABMReplicationTests.pattern, count: 3000).utf8)
+        for i in 0..<4 {
+            try AgentHarness.randomBytes(150_000 + 4096 * i, seed: UInt64(10 + i)).write(to: URL(fileURLWithPath: "\(src)/keep\(i).bin"))
+            try victim.write(to: URL(fileURLWithPath: "\(src)/victim\(i).bin"))
+            proto += "keep\(i).bin ---644 0 0 \(src)/keep\(i).bin\nvictim\(i).bin ---644 0 0 \(src)/victim\(i).bin\n"
+        }
+        try AgentHarness.textBytes(40_000, seed: 5).write(to: URL(fileURLWithPath: "\(src)/notes.txt"))
+        proto += "notes.txt ---644 0 0 \(src)/notes.txt\n$\n"
+        try proto.write(toFile: h.dir + "/proto", atomically: true, encoding: .utf8)
+        try sh("truncate -s 64M \(fs) && mkfs.xfs -q -f -p \(h.dir)/proto \(fs)")
+        let zap = try sh("xfs_db -r -c 'ls /' \(fs) | awk '$NF == \"(good)\" && $(NF-1) ~ /^victim/ { printf \" -c \\\"inode %s\\\" -c \\\"write core.nextents 0\\\" -c \\\"write core.size 0\\\"\", $2 }'")
+        try sh("xfs_db -x \(zap) \(fs) >/dev/null && xfs_repair \(fs) >/dev/null 2>&1")
+        try sh("truncate -s 80M \(img) && sgdisk -o -n 1:2048:+64M -t 1:8300 \(img) >/dev/null && dd if=\(fs) of=\(img) bs=512 seek=2048 conv=notrunc status=none")
+        let deleted = Int(try sh("grep -c -a -F '\(ABMReplicationTests.pattern)' \(img) || true").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        XCTAssertGreaterThan(deleted, 0, "the victims' bytes are on the disk")
+
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: 65536, extra: ["abm": true, "workDir": h.dir + "/work"])
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let vols = try XCTUnwrap(r.events("volumes").first?["volumes"] as? [[String: Any]])
+        XCTAssertEqual(vols.map { $0["filesystem"] as? String }, ["xfs"])
+        XCTAssertEqual(vols.first?["allActive"] as? Bool, false, "\(vols)")
+        let replica = "\(h.root)/vm1/disk0-flat.vmdk"
+        XCTAssertEqual(try sh("grep -c -a -F '\(ABMReplicationTests.pattern)' \(replica) || true").trimmingCharacters(in: .whitespacesAndNewlines), "0",
+                       "deleted data was replicated")
+        try sh("dd if=\(replica) of=\(h.dir)/p.img bs=512 skip=2048 count=131072 status=none && xfs_repair -n \(h.dir)/p.img")
+        try Data(ABMXFSReplicationTests.extract.utf8).write(to: URL(fileURLWithPath: h.dir + "/extract.py"))
+        for f in (0..<4).map({ "keep\($0).bin" }) + ["notes.txt"] {
+            try sh("python3 \(h.dir)/extract.py \(h.dir)/p.img \(f) \(h.dir)/out-\(f) && cmp \(h.dir)/out-\(f) \(src)/\(f)")
+        }
+        XCTAssertLessThan(r.finished()?["scannedBytes"] as? Int ?? .max, 16 << 20)
+    }
+}
