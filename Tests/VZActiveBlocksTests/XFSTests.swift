@@ -205,4 +205,37 @@ final class XFSTests: XCTestCase {
         let lvRange = ExtentSet([Extent(offset: pe7, length: 32 << 20)])
         XCTAssertEqual(lvRange.subtracting(map.active), try XFSTests.freesp(fs).shifted(by: pe7))
     }
+
+    /// The hand-made seeds of the abm fuzz target (Fuzz/corpus/make-xfs-seeds.py) map to exactly
+    /// the free blocks their trees and free lists hold, so the fuzzer starts from inputs that get
+    /// all the way through; one flipped bit anywhere in their metadata makes them all active.
+    func testFuzzSeedsMap() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/corpus/abm").path
+        let blocks: [String: [(UInt64, UInt64)]] = [
+            "xfs-v5": [(6, 2), (10, 10), (56, 8), (72, 44)],
+            "xfs-v4": [(6, 2), (10, 10), (56, 8), (72, 44)],
+            "xfs-v5-deep": [(6, 2), (10, 10), (56, 8), (74, 2), (78, 2), (84, 10), (104, 10), (114, 2)],
+        ]
+        for (name, free) in blocks {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)))
+            let d = MemoryDisk(size: bytes.count)
+            d.bytes = bytes
+            let map = ActiveBlockMapper.map(d, granularity: 512)
+            XCTAssertEqual(map.volumes.first?.allActive, false, "\(name): \(map.volumes)")
+            XCTAssertEqual(ExtentSet([Extent(offset: 0, length: map.capacity)]).subtracting(map.active),
+                           ExtentSet(free.map { Extent(offset: $0.0 * 512, length: $0.1 * 512) }), name)
+            // One flipped bit in: the superblock's label (v5: its CRC), AGF 0's free count, a live
+            // AGFL entry (v4: the AGFL has no CRC, so the first entry), bnobt leaf 0's first record,
+            // the unmount flag of the log's last record, AGF 1's bnobt root.
+            let v4 = name == "xfs-v4"
+            for (offset, bit) in [(v4 ? 0x60 : 0x70, 0x01), (512 + 0x37, 0x01), (3 * 512 + (v4 ? 3 : 40), 0x40),
+                                  (4 * 512 + (v4 ? 16 : 56) + 7, 0x01), (41 * 512 + 9, 0x20), (64 * 512 + 512 + 19, 0x01)] {
+                var bad = bytes
+                bad[offset] ^= UInt8(bit)
+                d.bytes = bad
+                let m = ActiveBlockMapper.map(d, granularity: 512)
+                XCTAssertEqual(m.activeBytes, m.capacity, "\(name), bit flipped at \(offset): \(m.volumes)")
+            }
+        }
+    }
 }
