@@ -3,8 +3,8 @@
 #
 #   VZREPL_BIN=DIR Scripts/bench-abm.sh
 #
-#   1. a 1 TiB sparse GPT disk holding one ext4 filesystem, and a 1 TiB NTFS on a whole disk:
-#      `vzrepl-source abm-map` time and the
+#   1. a 1 TiB sparse GPT disk holding one ext4 filesystem, a 1 TiB NTFS and a 1 TiB XFS on a
+#      whole disk: `vzrepl-source abm-map` time and the
 #      metadata bytes it read (aim: seconds, metadata only);
 #   2. a seed of a half-empty disk (BENCH_ABM_SIZE, default 1G: GPT, one ext4 whose files fill 40% of it,
 #      and as much again of deleted data left in free blocks) with and without
@@ -34,6 +34,11 @@ mkntfs -q -F -f -s 512 -c 4096 -p 0 -H 255 -S 63 "$big" $(( (1 << 40) / 512 - 1 
 map=$("$bin/vzrepl-source" abm-map --source "$big" --block-size 1048576)
 rm -f "$big"
 read -r nsecs nmeta nactive <<<"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["metadataBytesRead"], d["activeBytes"])' "$map")"
+truncate -s 1T "$big"
+mkfs.xfs -q -f "$big"   # writes its 512 MiB log: the only allocated part of the image
+map=$("$bin/vzrepl-source" abm-map --source "$big" --block-size 1048576)
+rm -f "$big"
+read -r xsecs xmeta xactive <<<"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["seconds"], d["metadataBytesRead"], d["activeBytes"])' "$map")"
 
 # 2. half-empty disk
 img="$work/half.img"
@@ -74,9 +79,10 @@ e2fsck -fn "$work/p1.img" >/dev/null 2>&1 || check="e2fsck FAILED"
 debugfs -R "cat /keep.bin" "$work/p1.img" 2>/dev/null | cmp -s - "$work/src/keep.bin" || check="$check; keep.bin differs"
 
 echo
-echo "vzrepl ABM bench: 1 TiB ext4 map, and a seed of a $size disk with 40% files and 40% deleted data (block 1 MiB)"
+echo "vzrepl ABM bench: 1 TiB ext4/NTFS/XFS maps, and a seed of a $size disk with 40% files and 40% deleted data (block 1 MiB)"
 printf '%-34s %8s s   metadata read %12s bytes   active %15s bytes   (aim: seconds)\n' "abm-map 1 TiB ext4" "$secs" "$meta" "$active"
 printf '%-34s %8s s   metadata read %12s bytes   active %15s bytes   (aim: seconds)\n' "abm-map 1 TiB NTFS" "$nsecs" "$nmeta" "$nactive"
+printf '%-34s %8s s   metadata read %12s bytes   active %15s bytes   (aim: seconds; the log is active)\n' "abm-map 1 TiB XFS" "$xsecs" "$xmeta" "$xactive"
 printf '%-34s %8s s   read %15s   sent %15s\n' "seed without ABM" "$full_s" "$full_read" "$full_sent"
 printf '%-34s %8s s   read %15s   sent %15s   (aim: about the used half)\n' "seed with ABM" "$abm_s" "$abm_read" "$abm_sent"
 printf '%-34s %s\n' "ABM replica e2fsck -fn, keep.bin" "$check"

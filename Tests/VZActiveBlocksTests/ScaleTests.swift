@@ -62,4 +62,23 @@ final class ScaleTests: XCTestCase {
         XCTAssertLessThan(map.metadataBytesRead, 64 << 20, "metadata only")
         XCTAssertLessThan(map.activeBytes, tib / 50)
     }
+
+    /// A 1 TiB XFS on a whole disk (4 AGs of 256 GiB; a 64 MiB log keeps mkfs's writes small):
+    /// mapped from four AGFs, AGFLs and bnobt leaves plus the log's tail check.
+    func testOneTiBXFSMapsFromMetadataOnly() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let img = s.path("big.img")
+        let tib: UInt64 = 1 << 40
+        try sh("truncate -s \(tib) \(img) && mkfs.xfs -q -f -l size=64m \(img)")
+        let disk = try FileDisk(img)
+        let started = Date()
+        let map = ActiveBlockMapper.map(disk, granularity: 512)
+        let seconds = Date().timeIntervalSince(started)
+        print("ABM bench: 1 TiB XFS mapped in \(String(format: "%.2f", seconds)) s, \(map.metadataBytesRead) metadata bytes read, \(map.activeBytes) bytes active, \(map.active.extents.count) extents")
+        XCTAssertEqual(map.volumes.first?.filesystem, "xfs")
+        XCTAssertEqual(map.volumes.first?.allActive, false, "\(map.volumes)")
+        XCTAssertLessThan(seconds, 30)
+        XCTAssertLessThan(map.metadataBytesRead, 8 << 20, "metadata only")
+        XCTAssertLessThan(map.activeBytes, tib / 1000)
+    }
 }
