@@ -49,7 +49,7 @@ public struct Volume: Equatable, Sendable {
     /// True when nothing of the volume could be proven free.
     public var allActive: Bool
     /// Why the volume counts as all active: "dirty: ...", "corrupt: ...", "unknown", "encrypted",
-    /// "hibernated swap", "unsupported: ...".
+    /// "hibernated: ..." (NTFS with a hibernation image in hiberfil.sys), "hibernated swap", "unsupported: ...".
     public var reason: String?
 
     public init(name: String, kind: Kind, scheme: String, partitionType: String?, filesystem: String, offset: UInt64,
