@@ -10,7 +10,8 @@ struct XFSFilesystem {
     struct Superblock {
         var blockSize: UInt64, dblocks: UInt64, agBlocks: UInt64, agCount: UInt64, agBlkLog: UInt64
         var sectSize: Int, v5: Bool, uuid: ArraySlice<UInt8>
-        var logStart: UInt64, logBlocks: UInt64
+        /// The internal log: its fsblock number as the superblock gives it, its linear block, its length.
+        var logStart: UInt64, logLinear: UInt64, logBlocks: UInt64
 
         /// Linear block of an AG-relative one; `ag × agblocks`, never the fsblock encoding.
         func linear(_ ag: UInt64, _ agbno: UInt64) -> UInt64 { ag * agBlocks + agbno }
@@ -100,9 +101,15 @@ struct XFSFilesystem {
             // With meta_uuid the metadata is stamped with the original UUID, kept in sb_meta_uuid.
             if incompat & 0x4 != 0 { uuid = try f.raw(248, 16) }
         }
+        let logAG = logStart >> agBlkLog, logAgbno = logStart & ((1 << agBlkLog) - 1), logBlocks = UInt64(try f.be32(96))
+        let lastAG = dblocks - (agCount - 1) * agBlocks
+        guard logAG < agCount, logAgbno < (logAG == agCount - 1 ? lastAG : agBlocks), logBlocks >= 2,
+              logBlocks <= dblocks - (logAG * agBlocks + logAgbno) else {
+            throw ParseFailure("XFS superblock: log at fsblock \(logStart) (\(logBlocks) blocks) is outside the filesystem")
+        }
         return .success(Superblock(blockSize: bs, dblocks: dblocks, agBlocks: agBlocks, agCount: agCount, agBlkLog: agBlkLog,
                                    sectSize: sectSize, v5: v5, uuid: uuid, logStart: logStart,
-                                   logBlocks: UInt64(try f.be32(96))))
+                                   logLinear: logAG * agBlocks + logAgbno, logBlocks: logBlocks))
     }
 
     /// XFS's CRC32C of a structure with its (little-endian) checksum field read as zero.
@@ -144,8 +151,7 @@ struct XFSFilesystem {
 
     /// A free extent must never cover the internal log: a tree that says so is not trusted.
     func guardNotLog(_ lo: UInt64, _ count: UInt64, _ what: String) throws {
-        let logLo = sb.linear(sb.logStart >> sb.agBlkLog, sb.logStart & ((1 << sb.agBlkLog) - 1))
-        if lo < logLo + sb.logBlocks && logLo < lo + count { throw ParseFailure("\(what): a free extent at block \(lo) covers the log") }
+        if lo < sb.logLinear + sb.logBlocks && sb.logLinear < lo + count { throw ParseFailure("\(what): a free extent at block \(lo) covers the log") }
     }
 
     /// Walks the bnobt depth first, left to right; returns the free blocks counted. Every block is

@@ -20,14 +20,10 @@ struct XFSLog {
     /// An unmount record is its header(s) plus data padded to the log stripe unit (≤ 256 KiB).
     static let maxUnmountRecordBlocks: Int64 = 512 + 8 + 8
 
-    init(window: VolumeWindow, sb: XFSFilesystem.Superblock) throws {
+    /// The superblock's parse has checked the log lies within the filesystem.
+    init(window: VolumeWindow, sb: XFSFilesystem.Superblock) {
         self.window = window
-        let linear = sb.linear(sb.logStart >> sb.agBlkLog, sb.logStart & ((1 << sb.agBlkLog) - 1))
-        guard sb.logStart & ((1 << sb.agBlkLog) - 1) < sb.agLength(sb.logStart >> sb.agBlkLog), sb.logBlocks >= 2,
-              linear < sb.dblocks, sb.logBlocks <= sb.dblocks - linear else {
-            throw ParseFailure("XFS superblock: log at fsblock \(sb.logStart) (\(sb.logBlocks) blocks) is outside the filesystem")
-        }
-        start = linear * sb.blockSize
+        start = sb.logLinear * sb.blockSize
         blocks = Int64(sb.logBlocks * sb.blockSize / 512)
     }
 
