@@ -42,10 +42,10 @@ struct XFSFilesystem {
                 throw ParseFailure("XFS superblock: sector size \(sectSize)")
             }
             let raw = sectSize == 512 ? first : try window.read(at: 0, count: sectSize)
-            let parsed = try parseSuperblock(raw, volumeLength: window.length)
-            guard case let .success(sb) = parsed else {
-                if case let .failure(why) = parsed { return .allActive("xfs", why.description) }
-                return .allActive("xfs", "corrupt: superblock")
+            let sb: Superblock
+            switch try parseSuperblock(raw, volumeLength: window.length) {
+            case let .success(parsed): sb = parsed
+            case let .failure(policy): return .allActive("xfs", policy.description)
             }
             if let why = try XFSLog(window: window, sb: sb).uncleanReason() { return .allActive("xfs", why) }
             var fs = XFSFilesystem(window: window, sb: sb)

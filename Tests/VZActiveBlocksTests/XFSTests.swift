@@ -114,6 +114,24 @@ final class XFSTests: XCTestCase {
         }
     }
 
+    /// What ABM does not map: an external log (its state is on another disk), a realtime
+    /// device, a filesystem marked NEEDSREPAIR (xfs_db sets the bit, the CRC stays right).
+    func testPolicyReasons() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let env = "TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1"
+        let ext = s.path("ext.img"), rt = s.path("rt.img"), nr = s.path("nr.img")
+        try sh("truncate -s 64M \(ext) \(rt) \(nr) && truncate -s 16M \(s.path("log.img")) \(s.path("rtdev.img"))")
+        try sh("\(env) mkfs.xfs -q -f -l logdev=\(s.path("log.img")),size=8m \(ext) && \(env) mkfs.xfs -q -f -r rtdev=\(s.path("rtdev.img")) \(rt)")
+        try sh("\(env) mkfs.xfs -q -f \(nr) && xfs_db -x -c 'sb 0' -c 'write features_incompat 0x1b' \(nr) >/dev/null")
+        for (img, reason) in [(ext, "unsupported: XFS with an external log"), (rt, "unsupported: XFS with a realtime device"),
+                              (nr, "dirty: XFS needs repair")] {
+            let v = ActiveBlockMapper.map(try FileDisk(img)).volumes[0]
+            XCTAssertEqual(v.filesystem, "xfs")
+            XCTAssertTrue(v.allActive)
+            XCTAssertTrue(v.reason?.hasPrefix(reason) ?? false, "\(String(describing: v.reason))")
+        }
+    }
+
     /// The log decides: an unmount record at the head is clean (also after `logformat -c 5`, which
     /// leaves an older cycle behind the head); without its unmount flag, or with a newer write
     /// after it, the volume is all active as dirty, as `xfs_logprint -t` says.
