@@ -1,4 +1,4 @@
-// libFuzzer target: an untrusted disk image (partition tables, ext/FAT/swap metadata) mapped by
+// libFuzzer target: an untrusted disk image (partition tables, ext/FAT/swap/NTFS/XFS/LVM metadata) mapped by
 // ABM, and untrusted active-block filter bytes. Built by Scripts/fuzz.sh together with
 // Sources/VZCore, VZFormats and VZActiveBlocks.
 // Properties: never a crash or a read past the disk; the active set lies within the disk and
