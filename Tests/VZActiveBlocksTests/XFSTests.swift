@@ -168,6 +168,47 @@ final class XFSTests: XCTestCase {
         XCTAssertFalse(state(try FileDisk(img)).allActive, "a 32 KiB log stripe unit pads the unmount record")
     }
 
+    /// Log layouts mkfs never writes, crafted over a real filesystem's log: an unmount record
+    /// whose header is the log's last block and whose data wrapped to block 0 (one cycle later);
+    /// one that ends exactly at the log's end (the whole log in one cycle). Both clean, as
+    /// `xfs_logprint -t` says. A later cycle's block after the head (a log write that landed
+    /// while the one before it had not) is dirty here, though xfs_logprint ignores it.
+    static let craftLog = #"""
+import re, struct, subprocess, sys
+img, case = sys.argv[1], sys.argv[2]
+daddr, n = map(int, re.search(r"daddr: (\d+) length: (\d+)", subprocess.run(["xfs_logprint", "-t", img], capture_output=True, text=True).stdout).groups())
+uuid = open(img, "rb").read(48)[32:48]
+f = open(img, "r+b")
+def put(b, data): f.seek((daddr + b) * 512); f.write(data)
+def header(cycle, block):
+    h = bytearray(512)
+    struct.pack_into(">IIIIQQIIII", h, 0, 0xFEEDBABE, cycle, 2, 512, cycle << 32 | block, cycle << 32 | block, 0, 0xFFFFFFFF, 1, 0xB0C0D0D0)
+    struct.pack_into(">I", h, 300, 1); h[304:320] = uuid; struct.pack_into(">I", h, 320, 32768)
+    return bytes(h)
+def unmount(cycle): return struct.pack(">IIBB", cycle, 8, 0xAA, 0x20) + bytes(502)
+def stale(cycle): return struct.pack(">I", cycle) + bytes(508)
+first = {"wrap": 6, "end": 5, "inflight": 5}[case]
+for b in range(n): put(b, stale(first))
+if case == "wrap": put(n - 1, header(6, n - 1)); put(0, unmount(7))
+else: put(n - 2, header(5, n - 2)); put(n - 1, unmount(5))
+if case == "inflight": put(30, stale(6))
+"""#
+
+    func testCraftedLogLayouts() throws {
+        let s = try Scratch(); defer { s.cleanUp() }
+        let base = s.path("base.img")
+        try sh("truncate -s 64M \(base) && TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f \(base)")
+        try XFSTests.craftLog.write(toFile: s.path("craft.py"), atomically: true, encoding: .utf8)
+        for (layout, clean) in [("wrap", true), ("end", true), ("inflight", false)] {
+            let img = s.path(layout + ".img")
+            try sh("cp \(base) \(img) && python3 \(s.path("craft.py")) \(img) \(layout)")
+            if clean { XCTAssertTrue(try sh("xfs_logprint -t \(img) 2>&1").contains("<CLEAN>"), layout) }
+            let v = ActiveBlockMapper.map(try FileDisk(img)).volumes[0]
+            XCTAssertEqual(v.allActive, !clean, "\(layout): \(String(describing: v.reason))")
+            if !clean { XCTAssertTrue(v.reason?.contains("written after its unmount record") ?? false, "\(String(describing: v.reason))") }
+        }
+    }
+
     /// Corrupt superblock, AGF, AGFL, bnobt blocks: all active with a warning naming the
     /// structure, never a crash; a v4 record that disagrees with the AGF's count too.
     func testCorruptStructuresAreAllActive() throws {
