@@ -158,8 +158,10 @@ final class VMDKCIDRecordTests: XCTestCase {
 
     func record() throws -> (cid: UInt32, generation: UInt64) {
         let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: h.root + "/vm1/disk0.vzcid")))
-        XCTAssertEqual(b.count, 32)
+        XCTAssertEqual(b.count, 38, "version 2, a raw source's empty chain")
         XCTAssertEqual(Array(b[0..<8]), Array("VZCIDREC".utf8))
+        XCTAssertEqual(Array(b[8..<12]), [2, 0, 0, 0])
+        XCTAssertEqual(Array(b[28..<34]), [1, 0, 0, 0, 0, 0], "chain known, no links")
         let cid = b[12..<16].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let gen = b[20..<28].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return (cid, gen)
