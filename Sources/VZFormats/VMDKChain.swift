@@ -208,15 +208,16 @@ public final class VMDKChain: BlockReader {
                 datastores: VMDKDatastores = VMDKDatastores(), opener: VMDKFolderOpener? = nil) throws {
         self.folder = folder
         var links = [try VMDKLink(fileName: fileName, folder: folder, access: access)]
-        var accesses: [String: VMDKFileAccess] = [folder: access]
-        var seen: Set<String> = [folder + "/" + fileName]
+        // Keyed by the normalised folder: a chain that comes back to a folder reuses its access.
+        var accesses: [String: VMDKFileAccess] = [VMDKNames.normalize(folder): access]
+        var seen: Set<String> = [VMDKNames.normalize(folder + "/" + fileName)]
         while let child = links.last, child.descriptor.hasParent {
             guard let hint = child.descriptor.parentFileNameHint else {
                 throw VZError(.sourceIO, "\(child.fileName): field 'parentFileNameHint' is missing, but parentCID is \(String(format8: child.descriptor.parentCID)): the parent cannot be found")
             }
             let (parentFolder, name) = try VMDKNames.resolveParent(hint, childFolder: child.folder, datastores: datastores,
                                                                    field: "parentFileNameHint", in: child.fileName)
-            guard seen.insert(parentFolder + "/" + name).inserted else {
+            guard seen.insert(VMDKNames.normalize(parentFolder + "/" + name)).inserted else {
                 throw VZError(.sourceIO, "\(child.fileName): field 'parentFileNameHint': '\(hint)' is already in the chain (a loop)")
             }
             guard links.count < VMDKChain.maxLinks else {
@@ -225,14 +226,14 @@ public final class VMDKChain: BlockReader {
             let parent: VMDKLink
             do {
                 let parentAccess: VMDKFileAccess
-                if let known = accesses[parentFolder] {
+                if let known = accesses[VMDKNames.normalize(parentFolder)] {
                     parentAccess = known
                 } else {
                     guard let opener, let mount = datastores.mount(containing: parentFolder) else {
                         throw VZError(.sourceIO, "\(parentFolder) is not a folder this agent can open")
                     }
                     parentAccess = try opener.access(folder: parentFolder, beneath: mount)
-                    accesses[parentFolder] = parentAccess
+                    accesses[VMDKNames.normalize(parentFolder)] = parentAccess
                 }
                 parent = try VMDKLink(fileName: name, folder: parentFolder, access: parentAccess)
             } catch let e as VZError {
@@ -301,6 +302,6 @@ public final class VMDKChain: BlockReader {
 
     /// A file in the disk's folder by its name; one in another folder by its path.
     public func describe(_ linkFolder: String, _ name: String) -> String {
-        linkFolder == folder ? name : (linkFolder == "/" ? "/" : linkFolder + "/") + name
+        VMDKNames.normalize(linkFolder) == VMDKNames.normalize(folder) ? name : (linkFolder == "/" ? "/" : linkFolder + "/") + name
     }
 }
