@@ -24,7 +24,8 @@ public func recordFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let r = try CIDRecordFile.decode(bytes, fileName: "fuzz.vzcid")
         let again = r.encode()
         if bytes.count > 8, bytes[8] == 2 { precondition(again == bytes, "vzcid re-encodes differently") }
-        precondition(try CIDRecordFile.decode(again, fileName: "fuzz.vzcid") == r, "vzcid does not round-trip")
+        let back = try CIDRecordFile.decode(again, fileName: "fuzz.vzcid")
+        precondition(back == r, "vzcid does not round-trip")
         if let chain = r.chain { precondition(CIDRecordFile.problem(with: chain) == nil, "a chain that cannot be recorded decoded") }
     }
     return 0
