@@ -137,3 +137,21 @@ final class VMDKDatastoreTests: XCTestCase {
         XCTAssertEqual(opener.asked.count, 1)
     }
 }
+
+/// The `records` fuzz target's seeds (Fuzz/corpus/records/) decode to what generate-corpus.swift
+/// wrote, so the corpus stays meaningful when a format changes.
+final class RecordFuzzSeedTests: XCTestCase {
+    func seed(_ name: String) throws -> [UInt8] {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        return [UInt8](try Data(contentsOf: here.appendingPathComponent("../../Fuzz/corpus/records/\(name)").standardized))
+    }
+
+    func testRecordSeedsDecode() throws {
+        XCTAssertEqual(try DiskSetFile.decode(try seed("vzdisks"), fileName: "vzdisks").disks, ["disk0", "disk1", "scsi0_1"])
+        let v1 = try CIDRecordFile.decode(try seed("vzcid-v1"), fileName: "v1.vzcid")
+        XCTAssertEqual(v1, CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42))
+        let v2 = try CIDRecordFile.decode(try seed("vzcid-v2"), fileName: "v2.vzcid")
+        XCTAssertEqual(v2.chain?.map(\.file), ["web-000001.vmdk", "/mnt/ds2/tpl/base.vmdk"])
+        XCTAssertNil(try CIDRecordFile.decode(try seed("vzcid-v2-unknown"), fileName: "u.vzcid").chain)
+    }
+}
