@@ -88,8 +88,11 @@ public final class TargetServer {
                 session = disk.session
             case let .checkDiskSet(disks):
                 // Before any disk is opened: a changed disk set fails the session with nothing written.
-                try JobDiskSet.check(disks, directory: jobDirectory, job: job, rootPath: options.rootPath,
-                                     lockWait: options.lockWait, logger: logger)
+                // Its fsyncs (or a wait for the job's lock) must not look like a dead target.
+                try channel.withHeartbeat(counting: DiskActivity.counter) { _ in
+                    try JobDiskSet.check(disks, directory: jobDirectory, job: job, rootPath: options.rootPath,
+                                         lockWait: options.lockWait, logger: logger)
+                }
             case .end:
                 logger.info("session ended normally")
                 return

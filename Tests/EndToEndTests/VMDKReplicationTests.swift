@@ -283,11 +283,12 @@ final class VMDKCraftedReplicationTests: XCTestCase {
         try save(VMDKCraft.vmwareStream(capacitySectors: sectors, descriptor: d,
                                         grains: [1: Array(AgentHarness.randomBytes(65536, seed: 22)), 100: [UInt8](repeating: 9, count: 65536)]),
                  "so.vmdk")
+        // One job each: a job's disk set is fixed once it ran (Docs/operations.md).
         for (disk, leaf) in [("esxi", "vm-000002.vmdk"), ("stream", "so.vmdk")] {
             try QemuFixtures.oracle(vm + "/" + leaf, into: h.dir + "/\(disk).raw")
-            let r = try h.replicate(try h.writeJob(disks: [(disk, vm + "/" + leaf)]), timeout: 120)
+            let r = try h.replicate(try h.writeJob(job: "vm-\(disk)", disks: [(disk, vm + "/" + leaf)]), timeout: 120)
             XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-            XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/\(disk).raw", h.root + "/vm1/\(disk)-flat.vmdk"), "\(leaf)")
+            XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/\(disk).raw", h.root + "/vm-\(disk)/\(disk)-flat.vmdk"), "\(leaf)")
         }
     }
 }
