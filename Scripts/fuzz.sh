@@ -4,7 +4,7 @@
 #   Scripts/fuzz.sh [SECONDS]
 #
 # Environment:
-#   FUZZ_TARGETS   space-separated subset of: frame vzmap descriptor jobconfig session vmdk abm (default: all)
+#   FUZZ_TARGETS   space-separated subset of: frame vzmap descriptor jobconfig session vmdk abm records (default: all)
 #   FUZZ_JOBS      targets run at the same time (default 1; the machines have 2 cores)
 #   FUZZ_ARGS      extra libFuzzer flags (e.g. "-seed=1 -max_len=8192")
 #   FUZZ_NO_BUILD  1 = reuse the binaries already in .build-fuzz/
@@ -21,7 +21,7 @@ set -euo pipefail
 SECONDS_EACH=${1:-60}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$HERE/.build-fuzz"
-TARGETS=${FUZZ_TARGETS:-frame vzmap descriptor jobconfig session vmdk abm}
+TARGETS=${FUZZ_TARGETS:-frame vzmap descriptor jobconfig session vmdk abm records}
 JOBS=${FUZZ_JOBS:-1}
 export SWIFT_BACKTRACE=enable=no
 mkdir -p "$OUT/artifacts" "$OUT/corpus" "$OUT/logs"
@@ -37,6 +37,7 @@ sources_for() {
         session)    echo "$SRC"/VZCore/*.swift "$SRC"/VZWire/DiskGeometry.swift "$SRC"/VZWire/TargetSessionStateMachine.swift Fuzz/SessionFuzz.swift ;;
         vmdk)       echo "$SRC"/VZCore/*.swift "$SRC"/VZFormats/*.swift Fuzz/VMDKFuzz.swift ;;
         abm)        echo "$SRC"/VZCore/*.swift "$SRC"/VZFormats/*.swift "$SRC"/VZActiveBlocks/*.swift Fuzz/ActiveBlocksFuzz.swift ;;
+        records)    echo "$SRC"/VZCore/*.swift "$SRC"/VZFormats/*.swift Fuzz/RecordFuzz.swift ;;
         *) echo "unknown fuzz target '$1'" >&2; exit 2 ;;
     esac
 }

@@ -98,5 +98,31 @@ struct GenerateCorpus {
                        "idleTimeoutSeconds":60,"connectTimeoutSeconds":5.5},
              "disks":[{"name":"a","source":"/x"},{"name":"b.1","source":"/y"}]}
             """#.utf8))
+        try write("jobconfig", "datastores", Array(#"""
+            {"job":"web","datastores":{"ds1":"/vmfs/volumes/ds1","5f3a-1b2c":"/mnt/ds2"},
+             "target":{"transport":"exec","command":["t"]},"disks":[{"name":"a","source":"/vmfs/volumes/ds1/web/web.vmdk"}]}
+            """#.utf8))
+
+        // Protocol 3: diskSet and diskChain frames, and a whole version-3 session for the
+        // session target (its inputs run against a protocol-2 and a protocol-3 machine).
+        let set = Message.diskSet([.init(name: "disk0", capacity: 10 << 30), .init(name: "disk1", capacity: 1 << 20)])
+        let chain = Message.diskChain([SourceChainLink(file: "web-000001.vmdk", cid: 0x0a0b0c0d, parentCID: 0x11223344),
+                                       SourceChainLink(file: "/mnt/ds2/tpl/base.vmdk", cid: 0x11223344, parentCID: 0xffffffff)])
+        try write("frame", "msg-12", [5] + set.encodedFrame())
+        try write("frame", "msg-13", [9] + chain.encodedFrame())
+        let open = Message.openDisk(.init(disk: "disk1", capacity: 1 << 20, blockSize: 1 << 16, mode: .differential))
+        try write("session", "v3-pass", [Message.hello(job: "vm1", sourceVersion: "s"), set, open,
+                                         .zeroExtent(Extent(offset: 0, length: 1 << 20)), chain, .commitDisk(scannedBytes: 1 << 20), .bye]
+                                         .flatMap { $0.encodedFrame() })
+
+        // records: the job's disk set and CID records (version 1 by hand, version 2 with a chain).
+        try write("records", "vzdisks", try DiskSetFile(disks: ["disk0", "disk1", "scsi0_1"]).encode())
+        var v1: [UInt8] = Array("VZCIDREC".utf8) + [1, 0, 0, 0, 0xcd, 0xab, 0x34, 0x12, 0x99, 0, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]
+        v1 += withUnsafeBytes(of: CRC32C.checksum(v1).littleEndian, Array.init)
+        try write("records", "vzcid-v1", v1)
+        if case let .diskChain(links) = chain {
+            try write("records", "vzcid-v2", CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42, chain: links).encode())
+        }
+        try write("records", "vzcid-v2-unknown", CIDRecordFile(cid: 1, previousCID: 2, generation: 3).encode())
     }
 }

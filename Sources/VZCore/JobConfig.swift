@@ -19,6 +19,10 @@ public struct JobConfig: Codable, Equatable, Sendable {
     /// read its journal and keep active only the groups whose bitmaps it holds, instead of the
     /// whole volume. Off unless the job asks for it.
     public var abmJournalOverlay: Bool
+    /// ESXi datastore names (or UUIDs) mapped to the folders where this VA mounts them: a VMDK
+    /// chain link outside the disk's folder (a linked clone's base) is read only inside one of
+    /// these, and `/vmfs/volumes/<name>/…` paths are read from the mount (Docs/job-file.md).
+    public var datastores: [String: String]
 
     /// The working directory a job uses when its file names none.
     public static func defaultWorkDir(job: String) -> String { "/var/lib/vzrepl/work/\(job)/" }
@@ -147,14 +151,18 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public static let sectorSize: UInt64 = 512
 
     /// The top-level fields of a job file; any other is refused (one case per field).
-    private enum CodingKeys: String, CodingKey, CaseIterable { case job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay }
+    private enum CodingKeys: String, CodingKey, CaseIterable {
+        case job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay
+        case datastores
+    }
 
     public init(job: String, mode: ReplicationMode = .differential, blockSize: UInt32 = JobConfig.defaultBlockSize,
                 whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig], abm: Bool = false, workDir: String? = nil,
-                abmJournalOverlay: Bool = false) {
+                abmJournalOverlay: Bool = false, datastores: [String: String] = [:]) {
         self.job = job; self.mode = mode; self.blockSize = blockSize; self.whitespace = whitespace
         self.target = target; self.disks = disks; self.abm = abm; self.workDir = workDir
         self.abmJournalOverlay = abmJournalOverlay
+        self.datastores = datastores
     }
 
     public init(from decoder: Decoder) throws {
@@ -174,6 +182,7 @@ public struct JobConfig: Codable, Equatable, Sendable {
         abm = try c.decodeIfPresent(Bool.self, forKey: .abm) ?? false
         workDir = try c.decodeIfPresent(String.self, forKey: .workDir)
         abmJournalOverlay = try c.decodeIfPresent(Bool.self, forKey: .abmJournalOverlay) ?? false
+        datastores = try c.decodeIfPresent([String: String].self, forKey: .datastores) ?? [:]
     }
 
     /// Parses and validates a job file's bytes; every error is `.badJobFile` and names
@@ -212,6 +221,21 @@ public struct JobConfig: Codable, Equatable, Sendable {
         if let (field, why) = problem() { throw JobFileError(fileName: fileName, field: field, reason: why).vzError }
     }
 
+    /// Why `name` → `path` cannot be an entry of `datastores`, or nil.
+    static func datastoreProblem(name: String, path: String) -> String? {
+        if name.isEmpty || name.utf8.count > 255 { return "a datastore name is 1 to 255 bytes" }
+        if name == "." || name == ".." || name.contains("/") || name.utf8.contains(0) {
+            return "the datastore name '\(name)' may not be '.' or '..' nor contain '/' or NUL"
+        }
+        guard path.hasPrefix("/") else { return "'\(path)' is not an absolute path (the folder where this VA mounts the datastore)" }
+        let parts = path.split(separator: "/")
+        if parts.isEmpty { return "'\(path)' is the root directory: map the datastore's own mount point" }
+        if parts.contains(where: { $0 == ".." || $0 == "." }) || path.utf8.contains(0) || path.utf8.count > 1024 {
+            return "'\(path)' may not contain '.' or '..' components or NUL, and is at most 1024 bytes"
+        }
+        return nil
+    }
+
     /// The first field that breaks a rule and why, or nil for a valid job.
     private func problem() -> (field: String, reason: String)? {
         if let why = NameRules.problem(with: job) { return ("job", why) }
@@ -222,6 +246,9 @@ public struct JobConfig: Codable, Equatable, Sendable {
             guard !w.split(separator: "/").contains(".."), !w.utf8.contains(0), w.utf8.count <= 1024 else {
                 return ("workDir", "'\(w)' may not contain '..' or NUL and is at most 1024 bytes")
             }
+        }
+        for (name, path) in datastores.sorted(by: { $0.key < $1.key }) {
+            if let why = JobConfig.datastoreProblem(name: name, path: path) { return ("datastores.\(name)", why) }
         }
         var seen = Set<String>()
         for (i, d) in disks.enumerated() {

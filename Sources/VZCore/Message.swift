@@ -1,4 +1,4 @@
-/// The messages of the vzrepl protocol, version 1 (Docs/protocol.md). `S>T` goes from the source
+/// The messages of the vzrepl protocol, version 3 (Docs/protocol.md). `S>T` goes from the source
 /// agent to the target agent, `T>S` the other way.
 public enum Message: Equatable, Sendable {
     /// S>T: first frame after the banners.
@@ -29,10 +29,20 @@ public enum Message: Equatable, Sendable {
     /// Either way (protocol version 2): like a keepalive, and the sender's work count, which
     /// grows while a long step advances. A count that did not grow is only a keepalive.
     case progress(UInt64)
+    /// S>T (protocol version 3): every disk of the job, sent once after helloAck and before the
+    /// first openDisk, by every session of the job; the target compares it with the set it
+    /// recorded for the job before anything is written.
+    case diskSet([DiskSetEntry])
+    /// S>T (protocol version 3): the VMDK chain the open disk was read from, leaf first (empty
+    /// for a raw source); sent once per disk, after its blocks and before commitDisk. The target
+    /// records it in the disk's `.vzcid` at the commit.
+    case diskChain([SourceChainLink])
 
     public enum MessageType: UInt8 {
         case hello = 1, helloAck = 2, openDisk = 3, diskState = 4, mapChunk = 5, blockData = 6
         case zeroExtent = 7, commitDisk = 8, diskCommitted = 9, bye = 10, error = 11, keepalive = 12, progress = 13
+        // 14 ... 19 are left to other version-3 additions.
+        case diskSet = 20, diskChain = 21
     }
 
     public struct OpenDisk: Equatable, Sendable {
@@ -93,6 +103,16 @@ public enum Message: Equatable, Sendable {
         }
     }
 
+    /// One disk of a `diskSet`: its name and its capacity on the source now.
+    public struct DiskSetEntry: Equatable, Sendable {
+        public var name: String
+        public var capacity: UInt64
+        public init(name: String, capacity: UInt64) { self.name = name; self.capacity = capacity }
+    }
+
+    /// Most disks in one `diskSet` (a job's limit: DiskSetFile.maxDisks).
+    public static let maxDiskSetEntries = 4096
+
     /// Largest number of map entries in one `mapChunk` frame (33 bytes each: ~132 KiB a frame).
     public static let maxMapChunkEntries = 4096
     public static let maxNameLength = 255
@@ -112,6 +132,8 @@ public enum Message: Equatable, Sendable {
         case .error: return .error
         case .keepalive: return .keepalive
         case .progress: return .progress
+        case .diskSet: return .diskSet
+        case .diskChain: return .diskChain
         }
     }
 
@@ -142,6 +164,12 @@ public enum Message: Equatable, Sendable {
             w.u64(c.generation); w.u64(c.changedBytes); w.u64(c.zeroBytes)
         case let .progress(count):
             w.u64(count)
+        case let .diskSet(disks):
+            w.u16(UInt16(clamping: disks.count))
+            for d in disks.prefix(Message.maxDiskSetEntries) { w.string(d.name); w.u64(d.capacity) }
+        case let .diskChain(links):
+            w.u16(UInt16(clamping: links.count))
+            for l in links.prefix(SourceChainLink.maxLinks) { w.string(l.file); w.u32(l.cid); w.u32(l.parentCID) }
         case .bye, .keepalive:
             break
         case let .error(kind, message):
@@ -236,6 +264,29 @@ public enum Message: Equatable, Sendable {
             m = .keepalive
         case .progress:
             m = .progress(try r.u64("count"))
+        case .diskSet:
+            let count = Int(try r.u16("count"))
+            guard count >= 1, count <= maxDiskSetEntries else { throw r.fail("count", "\(count) disks, a job has 1 to \(maxDiskSetEntries)") }
+            // Each entry takes at least 10 bytes: a count the frame cannot hold is refused before the loop.
+            guard r.remaining >= count * 10 else { throw r.fail("count", "\(count) disks do not fit in the \(r.remaining) bytes left") }
+            var disks: [DiskSetEntry] = []
+            disks.reserveCapacity(count)
+            for i in 0..<count {
+                disks.append(DiskSetEntry(name: try r.string("disks[\(i)].name", maxLength: maxNameLength),
+                                          capacity: try r.u64("disks[\(i)].capacity")))
+            }
+            m = .diskSet(disks)
+        case .diskChain:
+            let count = Int(try r.u16("count"))
+            guard count <= SourceChainLink.maxLinks else { throw r.fail("count", "\(count) links, more than \(SourceChainLink.maxLinks)") }
+            guard r.remaining >= count * 10 else { throw r.fail("count", "\(count) links do not fit in the \(r.remaining) bytes left") }
+            var links: [SourceChainLink] = []
+            for i in 0..<count {
+                let file = try r.string("links[\(i)].file", maxLength: SourceChainLink.maxFileBytes)
+                guard !file.isEmpty else { throw r.fail("links[\(i)].file", "is empty") }
+                links.append(SourceChainLink(file: file, cid: try r.u32("links[\(i)].cid"), parentCID: try r.u32("links[\(i)].parentCID")))
+            }
+            m = .diskChain(links)
         case .error:
             m = .error(kind: try r.string("kind", maxLength: 64), message: try r.string("message"))
         }

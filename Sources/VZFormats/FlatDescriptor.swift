@@ -85,13 +85,6 @@ public struct FlatDescriptor: Equatable, Sendable {
     }
 }
 
-extension String {
-    init(format8 v: UInt32) {
-        let s = String(v, radix: 16)
-        self = String(repeating: "0", count: Swift.max(0, 8 - s.count)) + s
-    }
-}
-
 extension Substring {
     func trimmingSpaces() -> String {
         var s = self

@@ -2,7 +2,8 @@ import VZCore
 
 /// File names a descriptor gives (extents, `parentFileNameHint`) must stay inside the disk's
 /// folder: a relative name is taken relative to the folder, an absolute one must name a file
-/// directly in it. The result is a single file name.
+/// directly in it. The result is a single file name. A parent may also live in another folder of
+/// a datastore the job maps (`resolveParent`).
 public enum VMDKNames {
     public static func resolve(_ raw: String, folder: String, field: String, in file: String) throws -> String {
         func fail(_ why: String) -> VZError { VZError(.sourceIO, "\(file): field '\(field)': '\(raw)' \(why)") }
@@ -19,8 +20,41 @@ public enum VMDKNames {
         return name
     }
 
+    /// Where a link's `parentFileNameHint` points: a file directly in the child's folder (as for
+    /// `resolve`), or a file in any folder inside a datastore of `datastores` — an ESXi absolute
+    /// hint `/vmfs/volumes/<name>/…` of a mapped name is translated to the datastore's mount
+    /// first, and one that leaves the mount (`..`) is refused; any other absolute or relative
+    /// hint must land inside a mount (lexically). Returns the folder and the file name.
+    public static func resolveParent(_ raw: String, childFolder: String, datastores: VMDKDatastores,
+                                     field: String, in file: String) throws -> (folder: String, name: String) {
+        func fail(_ why: String) -> VZError { VZError(.sourceIO, "\(file): field '\(field)': '\(raw)' \(why)") }
+        guard !raw.isEmpty, !raw.utf8.contains(0) else { throw fail("is not a file name") }
+        guard !raw.contains("\\") else { throw fail("is a Windows path: copy the parent into the disk's folder and fix the name") }
+        let base = normalize(childFolder)
+        let full: String
+        if let (mount, rest) = datastores.translate(raw) {
+            full = normalize(mount + "/" + rest)
+            guard full.hasPrefix(mount == "/" ? "/" : mount + "/") else {
+                throw fail("leaves the datastore it names (mapped to \(mount))")
+            }
+        } else {
+            full = normalize(raw.hasPrefix("/") ? raw : base + "/" + raw)
+        }
+        guard let slash = full.lastIndex(of: "/") else { throw fail("is not a file name") }
+        let dir = full[..<slash].isEmpty ? "/" : String(full[..<slash])
+        let name = String(full[full.index(after: slash)...])
+        guard !name.isEmpty, name != ".", name != ".." else { throw fail("is not a file name") }
+        if dir == base { return (childFolder, name) }
+        guard datastores.mount(containing: dir) != nil else {
+            throw fail("is outside the disk's folder \(childFolder)" + (datastores.isEmpty
+                ? ": a parent on another datastore is read only through the job's \"datastores\" mapping"
+                : " and every datastore the job maps (\(datastores.summary))"))
+        }
+        return (dir, name)
+    }
+
     /// Lexical: "." dropped, ".." removes the previous component (never above "/").
-    static func normalize(_ path: String) -> String {
+    public static func normalize(_ path: String) -> String {
         var parts: [Substring] = []
         for p in path.split(separator: "/", omittingEmptySubsequences: true) {
             if p == "." { continue }
@@ -34,6 +68,8 @@ public enum VMDKNames {
 /// One link of a chain: a descriptor and its extents, concatenated.
 public final class VMDKLink {
     public let fileName: String
+    /// The folder that holds the link's descriptor and extents.
+    public let folder: String
     public let descriptor: VMDKDescriptor
     let extents: [VMDKExtentReader]
     /// The first byte of each extent in the link's address space.
@@ -48,6 +84,7 @@ public final class VMDKLink {
     /// with one embedded) in `folder`, and every extent it names.
     public init(fileName: String, folder: String, access: VMDKFileAccess) throws {
         self.fileName = fileName
+        self.folder = folder
         let size = try access.size(of: fileName)
         let head = try access.read(fileName, at: 0, count: Int(min(size, 512)))
         var embeddedHeader: SparseExtentHeader?
@@ -165,17 +202,22 @@ public final class VMDKChain: BlockReader {
     public static let maxLinks = 255
 
     /// Opens the leaf `fileName` in `folder` and follows `parentFileNameHint` to the base,
-    /// checking each link's parentCID against its parent's CID, equal capacities and loops.
-    public init(leaf fileName: String, folder: String, access: VMDKFileAccess) throws {
+    /// checking each link's parentCID against its parent's CID, equal capacities and loops. A
+    /// parent in another folder must lie in one of `datastores`, whose files `opener` opens.
+    public init(leaf fileName: String, folder: String, access: VMDKFileAccess,
+                datastores: VMDKDatastores = VMDKDatastores(), opener: VMDKFolderOpener? = nil) throws {
         self.folder = folder
         var links = [try VMDKLink(fileName: fileName, folder: folder, access: access)]
-        var seen: Set<String> = [fileName]
+        // Keyed by the normalised folder: a chain that comes back to a folder reuses its access.
+        var accesses: [String: VMDKFileAccess] = [VMDKNames.normalize(folder): access]
+        var seen: Set<String> = [VMDKNames.normalize(folder + "/" + fileName)]
         while let child = links.last, child.descriptor.hasParent {
             guard let hint = child.descriptor.parentFileNameHint else {
                 throw VZError(.sourceIO, "\(child.fileName): field 'parentFileNameHint' is missing, but parentCID is \(String(format8: child.descriptor.parentCID)): the parent cannot be found")
             }
-            let name = try VMDKNames.resolve(hint, folder: folder, field: "parentFileNameHint", in: child.fileName)
-            guard seen.insert(name).inserted else {
+            let (parentFolder, name) = try VMDKNames.resolveParent(hint, childFolder: child.folder, datastores: datastores,
+                                                                   field: "parentFileNameHint", in: child.fileName)
+            guard seen.insert(VMDKNames.normalize(parentFolder + "/" + name)).inserted else {
                 throw VZError(.sourceIO, "\(child.fileName): field 'parentFileNameHint': '\(hint)' is already in the chain (a loop)")
             }
             guard links.count < VMDKChain.maxLinks else {
@@ -183,7 +225,17 @@ public final class VMDKChain: BlockReader {
             }
             let parent: VMDKLink
             do {
-                parent = try VMDKLink(fileName: name, folder: folder, access: access)
+                let parentAccess: VMDKFileAccess
+                if let known = accesses[VMDKNames.normalize(parentFolder)] {
+                    parentAccess = known
+                } else {
+                    guard let opener, let mount = datastores.mount(containing: parentFolder) else {
+                        throw VZError(.sourceIO, "\(parentFolder) is not a folder this agent can open")
+                    }
+                    parentAccess = try opener.access(folder: parentFolder, beneath: mount)
+                    accesses[VMDKNames.normalize(parentFolder)] = parentAccess
+                }
+                parent = try VMDKLink(fileName: name, folder: parentFolder, access: parentAccess)
             } catch let e as VZError {
                 throw VZError(e.kind, "\(child.fileName): field 'parentFileNameHint': parent '\(hint)' cannot be opened: \(e.message)")
             }
@@ -240,6 +292,16 @@ public final class VMDKChain: BlockReader {
 
     /// Each link as the CID record and the logs name it: file, CID, parentCID.
     public var chainDescription: [(file: String, cid: UInt32, parentCID: UInt32)] {
-        links.map { ($0.fileName, $0.descriptor.cid, $0.descriptor.parentCID) }
+        links.map { (describe($0.folder, $0.fileName), $0.descriptor.cid, $0.descriptor.parentCID) }
+    }
+
+    /// The chain as the source sends it (`diskChain`) and the target records it in `.vzcid`.
+    public var sourceChain: [SourceChainLink] {
+        chainDescription.map { SourceChainLink(file: $0.file, cid: $0.cid, parentCID: $0.parentCID) }
+    }
+
+    /// A file in the disk's folder by its name; one in another folder by its path.
+    public func describe(_ linkFolder: String, _ name: String) -> String {
+        VMDKNames.normalize(linkFolder) == VMDKNames.normalize(folder) ? name : (linkFolder == "/" ? "/" : linkFolder + "/") + name
     }
 }

@@ -24,6 +24,26 @@ public final class ReadOnlyFolder: @unchecked Sendable {
         return ReadOnlyFolder(fd: fd, path: path)
     }
 
+    /// Opens the folder `relativePath` below this one (a path of plain components, no "." or
+    /// ".."), beneath it: no component may be a symlink (openat2 RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS). For a chain's link in another folder of a mapped datastore.
+    public func subfolder(_ relativePath: String) throws -> ReadOnlyFolder {
+        let parts = relativePath.split(separator: "/")
+        let full = "\(path)/\(relativePath)"
+        guard !parts.isEmpty, !parts.contains(where: { $0 == "." || $0 == ".." }), !relativePath.hasPrefix("/"),
+              !relativePath.utf8.contains(0) else {
+            throw VZError(.sourceIO, "refusing folder '\(relativePath)' in \(path): not a folder below it")
+        }
+        let (f, e) = Syscall.retrying { vz_openat_beneath(fd, relativePath, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) }
+        guard f >= 0 else {
+            if e == ELOOP || e == EXDEV {
+                throw VZError(.sourceIO, "\(full): a symbolic link on the way, or it leaves \(path); refusing to read through it")
+            }
+            throw Syscall.error("open folder", full, e, kind: .sourceIO)
+        }
+        return ReadOnlyFolder(fd: f, path: full)
+    }
+
     /// Opens `name` (one path component) for reading; only a regular file or a block device.
     public func open(_ name: String) throws -> PosixFile {
         let full = "\(path)/\(name)"

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import VZCore
+import VZFormats
 import VZPlatform
 import VZWire
 
@@ -143,6 +144,9 @@ final class DiskReplicator {
                 }
             })
             try flushZero()
+            if session.speaksDiskSets {
+                try channel.send(.diskChain((reader as? VMDKChain)?.sourceChain ?? []), in: &session)
+            }
             try channel.send(.commitDisk(scannedBytes: result.scannedBytes), in: &session)
             let answer = try channel.nextAction(of: &session)
             guard case let .committed(c) = answer else { throw SourceSessionStateMachine.unexpected(answer) }

@@ -57,7 +57,7 @@ public final class SourceAgent {
             // Open every disk first: a missing or resized disk fails the pass before anything is sent.
             let sources = try job.disks.map { d -> SourceDisk in
                 current = d.name
-                let source = try SourceReaderFactory.open(d)
+                let source = try SourceReaderFactory.open(d, datastores: job.datastores)
                 for line in source.notes { logger.info("disk \(d.name): \(line)") }
                 let r = source.reader
                 if let want = d.capacityBytes, want != r.capacity {
@@ -72,7 +72,7 @@ public final class SourceAgent {
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
             greeted = true
             // The session's rules live in the state machine; this loop only carries out its actions.
-            var session = SourceSessionStateMachine()
+            var session = SourceSessionStateMachine(peerProtocolVersion: channel.peerProtocolVersion)
             // A target that refuses at once (its root is missing) may be gone before hello is
             // written: its error frame then says why, not the broken pipe.
             try withTargetExplanation(channel) {
@@ -81,6 +81,14 @@ public final class SourceAgent {
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
             logger.info("connected to \(targetVersion) (\(banner))")
+            // Every session of the job sends the job's whole disk set, so the target can refuse a
+            // changed one before anything is written (a version-2 target is not told).
+            if session.speaksDiskSets {
+                let set = zip(job.disks, sources).map { Message.DiskSetEntry(name: $0.name, capacity: $1.reader.capacity) }
+                try withTargetExplanation(channel) { try channel.send(.diskSet(set), in: &session) }
+            } else {
+                logger.notice("the target speaks protocol \(channel.peerProtocolVersion): it is not sent the job's disk set (an added or removed disk is not detected) nor the source chains")
+            }
             for (d, source) in zip(job.disks, sources) {
                 current = d.name
                 let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,

@@ -39,10 +39,13 @@ public enum SourceReaderFactory {
         case unsupported(String)
     }
 
-    public static func open(_ disk: JobConfig.DiskConfig) throws -> SourceDisk {
+    /// `datastores`: the job's mapping of datastore names to mounts, for chain links outside the
+    /// disk's folder (Docs/vmdk.md).
+    public static func open(_ disk: JobConfig.DiskConfig, datastores: [String: String] = [:]) throws -> SourceDisk {
         do {
-            if let node = disk.node { return try openVM(disk.source, node: node) }
-            let (reader, access) = try openUnlabelled(disk)
+            let mapped = DatastoreFolderOpener.resolved(datastores)
+            if let node = disk.node { return try openVM(disk.source, node: node, datastores: mapped) }
+            let (reader, access) = try openUnlabelled(disk, datastores: mapped)
             guard let chain = reader as? VMDKChain else { return SourceDisk(reader: reader) }
             return SourceDisk(reader: chain, eventFields: ["chain": chain.eventField], notes: [chain.note], access: access)
         } catch let e as VZError {
@@ -52,16 +55,25 @@ public enum SourceReaderFactory {
 
     /// A VM's disk: the `.vmx`'s `NODE.fileName` is the running state's leaf; its chain is read,
     /// and the `.vmsd` says which snapshots are in that chain and which are lateral (never opened).
-    static func openVM(_ vmxPath: String, node: String) throws -> SourceDisk {
+    static func openVM(_ vmxPath: String, node: String, datastores: VMDKDatastores = VMDKDatastores()) throws -> SourceDisk {
         let real = URL(fileURLWithPath: vmxPath).resolvingSymlinksInPath().path
         let vmFolderPath = (real as NSString).deletingLastPathComponent
         let vmxName = (real as NSString).lastPathComponent
         let vmFolder = try ReadOnlyFolder.open(vmFolderPath)
         let vmx = try VMXFile.parse(try readSmall(vmFolder, vmxName, max: VMXFile.maxBytes), fileName: vmxName)
         let written = try vmx.diskFileName(node: node)
-        // Relative: in the VM's folder (or below it); absolute: a disk on another datastore.
-        let diskPath = written.hasPrefix("/") ? written : vmFolderPath + "/" + written
-        let (chain, access) = try openVMDKWithAccess(diskPath)
+        // Relative: in the VM's folder (or below it); absolute: a disk on another datastore, read
+        // from its mount when the job maps that datastore.
+        let diskPath: String
+        if let (mount, rest) = datastores.translate(written) {
+            diskPath = VMDKNames.normalize(mount + "/" + rest)
+            guard diskPath.hasPrefix(mount + "/") else {
+                throw VZError(.sourceIO, "\(vmxName): field '\(node).fileName': '\(written)' leaves the datastore it names (mapped to \(mount))")
+            }
+        } else {
+            diskPath = written.hasPrefix("/") ? written : vmFolderPath + "/" + written
+        }
+        let (chain, access) = try openVMDKWithAccess(diskPath, datastores: datastores)
         var fields: [String: Any] = ["chain": chain.eventField, "node": node]
         var notes = [chain.note]
         let vmsdName = (vmxName as NSString).deletingPathExtension + ".vmsd"
@@ -73,9 +85,10 @@ public enum SourceReaderFactory {
         }
         if let bytes = vmsdBytes {
             let db = try SnapshotDatabase.parse(bytes, fileName: vmsdName)
-            let files = Set(chain.links.map(\.fileName))
+            let files = Set(chain.chainDescription.map(\.file))
             let (inChain, lateral) = db.classify(node: node, chainFiles: files) { name in
-                try? VMDKNames.resolve(name, folder: chain.folder, field: "fileName", in: vmsdName)
+                (try? VMDKNames.resolveParent(name, childFolder: chain.folder, datastores: datastores, field: "fileName", in: vmsdName))
+                    .map { chain.describe($0.folder, $0.name) }
             }
             func describe(_ s: SnapshotDatabase.Snapshot) -> [String: Any] {
                 ["uid": s.uid, "name": s.displayName, "file": s.disks[node.lowercased()] ?? ""]
@@ -96,7 +109,7 @@ public enum SourceReaderFactory {
         return b
     }
 
-    static func openUnlabelled(_ disk: JobConfig.DiskConfig) throws -> (BlockReader, FolderFileAccess?) {
+    static func openUnlabelled(_ disk: JobConfig.DiskConfig, datastores: VMDKDatastores = VMDKDatastores()) throws -> (BlockReader, FolderFileAccess?) {
         let path = disk.source
         let (file, st) = try RawBlockReader.inspect(path)
         if disk.format == .raw {
@@ -111,7 +124,7 @@ public enum SourceReaderFactory {
             guard st.isRegularFile else {
                 throw VZError(.sourceUnsupported, "\(path) is a block device holding a VMDK: copy it to a file in the disk's folder, or give \"format\": \"raw\" to replicate the device's bytes as they are")
             }
-            return try openVMDKWithAccess(path)
+            return try openVMDKWithAccess(path, datastores: datastores)
         case (.raw, .vmdk):
             throw VZError(.sourceIO, "\(path): \"format\": \"vmdk\", but the file is neither a VMDK descriptor nor a sparse VMDK")
         case (.raw, _):
@@ -125,12 +138,14 @@ public enum SourceReaderFactory {
     /// so its siblings are looked up where it really is).
     static func openVMDK(_ path: String) throws -> VMDKChain { try openVMDKWithAccess(path).0 }
 
-    static func openVMDKWithAccess(_ path: String) throws -> (VMDKChain, FolderFileAccess) {
+    static func openVMDKWithAccess(_ path: String, datastores: VMDKDatastores = VMDKDatastores()) throws -> (VMDKChain, FolderFileAccess) {
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         let folderPath = (real as NSString).deletingLastPathComponent
         let name = (real as NSString).lastPathComponent
         let access = FolderFileAccess(folder: try ReadOnlyFolder.open(folderPath.isEmpty ? "/" : folderPath))
-        return (try VMDKChain(leaf: name, folder: folderPath.isEmpty ? "/" : folderPath, access: access), access)
+        let chain = try VMDKChain(leaf: name, folder: folderPath.isEmpty ? "/" : folderPath, access: access,
+                                  datastores: datastores, opener: DatastoreFolderOpener())
+        return (chain, access)
     }
 
     /// Magic numbers: qcow2 `QFI\xfb`, VHDX `vhdxfile`, VHD `conectix` (a copy at the start of

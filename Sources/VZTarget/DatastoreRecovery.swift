@@ -69,6 +69,13 @@ public enum DatastoreRecovery {
         var firstError: Error?
         for job in try root.entries() where NameRules.problem(with: job) == nil {
             guard let dir = try? root.subdirectory(job, create: false) else { continue }
+            do {
+                if try JobDiskSet.removeLeftover(in: dir, job: job, lockWait: 0) {
+                    logger.notice("\(job): removed a disk set record's leftover temp file")
+                }
+            } catch let e as VZError where e.kind == .locked {
+                logger.info("\(job): a session holds the job's lock; it removes the leftover itself")
+            }
             for disk in try FlatReplicaStore(directory: dir).disks() {
                 do {
                     outcomes.append(try recoverDisk(root: root, job: job, disk: disk, lockWait: 0, logger: logger))

@@ -104,11 +104,12 @@ final class DiskSession {
                                                     blockSize: bs, capacity: request.capacity, logger: logger)
             }
             var newMap = loaded.map
-            stats = try apply(to: replica, journal: journal, map: &newMap)
+            let (applied, chain) = try apply(to: replica, journal: journal, map: &newMap)
+            stats = applied
             // Commit: the replica first, then the map that describes it, then the CID, then the journal.
             try replica.flush()
             try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
-            try store.recordCID(FlatDescriptor.randomCID(), generation: generation, of: replica)
+            try store.recordCID(FlatDescriptor.randomCID(), generation: generation, chain: chain, of: replica)
             try journal.discard()
         } catch {
             rollBack(after: error, journal: journal)
@@ -182,7 +183,9 @@ final class DiskSession {
         }
     }
 
-    private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap) throws -> (changed: UInt64, zero: UInt64) {
+    /// Returns what changed and the source chain the source sent (protocol 3; nil before).
+    private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap)
+        throws -> ((changed: UInt64, zero: UInt64), [SourceChainLink]?) {
         var changed: UInt64 = 0, zero: UInt64 = 0
         var batch: [Decoded] = []
         var batchBytes = 0
@@ -213,6 +216,7 @@ final class DiskSession {
             try decode($0)
         }
         var scanned: UInt64 = 0
+        var chain: [SourceChainLink]?
         defer { try? applier.finish() }  // on every path: the writer thread must end
         try pipeline.run(produce: { [self] submit in
             while true {
@@ -220,6 +224,11 @@ final class DiskSession {
                 switch action {
                 case let .applyBlock(b): try submit(.block(b))
                 case let .applyZero(e): try submit(.zero(e))
+                case let .recordChain(links):
+                    if let why = CIDRecordFile.problem(with: links) {
+                        throw VZError(.protocolViolation, "source: diskChain of disk '\(request.disk)': \(why)")
+                    }
+                    chain = links
                 case let .commit(s): scanned = s; return
                 default: throw TargetSessionStateMachine.unexpected(action)
                 }
@@ -235,6 +244,6 @@ final class DiskSession {
         try flushBatch()
         try applier.finish()
         logger.debug("source scanned \(scanned) bytes")
-        return (changed, zero)
+        return ((changed, zero), chain)
     }
 }

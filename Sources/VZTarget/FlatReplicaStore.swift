@@ -49,18 +49,24 @@ public final class FlatReplicaStore: ReplicaStore {
     /// The record first (with the descriptor's current CID as the previous one), then the
     /// descriptor: a crash or a failure between the two leaves the descriptor at the record's
     /// previous CID, which the next pass accepts.
-    public func recordCID(_ cid: UInt32, generation: UInt64, of replica: FlatReplica) throws {
+    public func recordCID(_ cid: UInt32, generation: UInt64, chain: [SourceChainLink]?, of replica: FlatReplica) throws {
         let previous = (try? replica.readDescriptor())??.cid ?? cid
         try directory.writeAtomically(replica.files.cidRecord,
-                                      CIDRecordFile(cid: cid, previousCID: previous, generation: generation).encode())
+                                      CIDRecordFile(cid: cid, previousCID: previous, generation: generation, chain: chain).encode())
         try replica.writeDescriptor(cid: cid)
+    }
+
+    /// The disk's CID record, nil when there is none or it cannot be read (`status`, `resize`).
+    public func cidRecord(_ files: DiskFiles) -> CIDRecordFile? {
+        guard let bytes = try? directory.readFile(files.cidRecord, maxSize: CIDRecordFile.maxSize) else { return nil }
+        return try? CIDRecordFile.decode(bytes, fileName: "\(directory.path)/\(files.cidRecord)")
     }
 
     public func outOfBandChange(of replica: FlatReplica) throws -> String? {
         let path = "\(directory.path)/\(replica.files.cidRecord)"
         let recordBytes: [UInt8]?
         do {
-            recordBytes = try directory.readFile(replica.files.cidRecord, maxSize: CIDRecordFile.size)
+            recordBytes = try directory.readFile(replica.files.cidRecord, maxSize: CIDRecordFile.maxSize)
         } catch let e as VZError where e.message.contains("more than the") {
             return "\(e.message): the CID record is damaged"
         }

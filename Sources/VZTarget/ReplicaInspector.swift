@@ -36,6 +36,16 @@ public enum ReplicaInspector {
         /// `discardJournal`), and why; for a corrupt journal, what is wrong with it.
         public var undoAction: String?
         public var undoReason: String?
+        /// The source chain the last commit came from, leaf first, as `.vzcid` records it (the
+        /// `chain` of `disk-started`); empty for a raw source; nil when not recorded (a source of
+        /// protocol 1 or 2, or a record from before chains were recorded).
+        public var chain: [ChainLink]?
+
+        public struct ChainLink: Codable, Sendable, Equatable {
+            public var file: String
+            public var cid: String
+            public var parentCID: String
+        }
     }
 
     public static func status(rootPath: String) throws -> [DiskStatus] {
@@ -46,9 +56,13 @@ public enum ReplicaInspector {
             for name in try dir.entries() where name.hasSuffix("-flat.vmdk") {
                 let disk = String(name.dropLast("-flat.vmdk".count))
                 var s = DiskStatus(job: job, disk: disk, mapStatus: .missing, undo: .none)
-                if let replica = try FlatReplicaStore(directory: dir).open(DiskFiles(disk: disk), expectedCapacity: nil) {
+                let store = FlatReplicaStore(directory: dir)
+                if let replica = try store.open(DiskFiles(disk: disk), expectedCapacity: nil) {
                     s.capacityBytes = replica.capacity
                     if let d = try? replica.readDescriptor() { s.cid = d.cidHex }
+                }
+                s.chain = store.cidRecord(DiskFiles(disk: disk))?.chain?.map {
+                    DiskStatus.ChainLink(file: $0.file, cid: String(format8: $0.cid), parentCID: String(format8: $0.parentCID))
                 }
                 inspectMap(&s, in: dir)
                 inspectJournal(&s, in: dir)

@@ -61,7 +61,8 @@ public enum ReplicaResize {
         guard let resized = try store.open(files, expectedCapacity: capacity) else {
             throw VZError(.replicaIO, "\(replica.displayName) disappeared while it was resized")
         }
-        try store.recordCID(FlatDescriptor.randomCID(), generation: grown?.1 ?? 0, of: resized)
+        // The replica still holds what the recorded chain gave it: keep the chain.
+        try store.recordCID(FlatDescriptor.randomCID(), generation: grown?.1 ?? 0, chain: store.cidRecord(files)?.chain, of: resized)
         if let (m, generation) = grown {
             try MapStore.write(m, generation: generation, directory: dir, files: files)
         }

@@ -12,9 +12,10 @@ public protocol ReplicaStore: AnyObject {
     func create(_ files: DiskFiles, capacity: UInt64) throws -> Stored
     /// Removes a replica that never committed (an unfinished seed), with its descriptor.
     func removeUncommitted(_ files: DiskFiles) throws
-    /// Marks new content at a commit: a fresh CID in the replica's descriptor, then the CID
-    /// record (`.vzcid`) with the generation just committed.
-    func recordCID(_ cid: UInt32, generation: UInt64, of replica: Stored) throws
+    /// Marks new content at a commit: the CID record (`.vzcid`) with the generation just
+    /// committed and the source chain the pass was read from (nil: the source did not say),
+    /// then the fresh CID in the replica's descriptor.
+    func recordCID(_ cid: UInt32, generation: UInt64, chain: [SourceChainLink]?, of replica: Stored) throws
     /// Why the replica's content cannot be taken to be what the last commit left (its CID is not
     /// the recorded one: written out of band), or nil when it can (or nothing was recorded yet).
     func outOfBandChange(of replica: Stored) throws -> String?

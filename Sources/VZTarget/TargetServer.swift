@@ -60,12 +60,15 @@ public final class TargetServer {
     private func session(channel: MessageChannel, version: String) throws {
         let banner = try channel.exchangeBanners(agent: TargetServer.agentName, version: version)
         let root = try Directory.openRoot(options.rootPath)
-        var session = TargetSessionStateMachine()
+        var session = TargetSessionStateMachine(peerProtocolVersion: channel.peerProtocolVersion)
         let first = try channel.nextAction(of: &session)
         guard case let .greet(job, sourceVersion) = first else { throw TargetSessionStateMachine.unexpected(first) }
         if let why = NameRules.problem(with: job) { throw VZError(.pathOutsideRoot, "job name \(why)") }
         logger[metadataKey: "job"] = "\(job)"
         logger.info("session started with \(sourceVersion) (\(banner)), datastore root \(options.rootPath)")
+        if !session.speaksDiskSets {
+            logger.notice("the source speaks protocol \(channel.peerProtocolVersion): it sends no disk set, so an added or removed disk is not detected, and no source chain is recorded in .vzcid")
+        }
         try channel.send(.helloAck(targetVersion: version), in: &session)
         let jobDirectory = try root.subdirectory(job, create: true)
         var diskOptions = DiskSession.Options()
@@ -83,6 +86,13 @@ public final class TargetServer {
                                        session: session, options: diskOptions, logger: logger)
                 try disk.run()
                 session = disk.session
+            case let .checkDiskSet(disks):
+                // Before any disk is opened: a changed disk set fails the session with nothing written.
+                // Its fsyncs (or a wait for the job's lock) must not look like a dead target.
+                try channel.withHeartbeat(counting: DiskActivity.counter) { _ in
+                    try JobDiskSet.check(disks, directory: jobDirectory, job: job, rootPath: options.rootPath,
+                                         lockWait: options.lockWait, logger: logger)
+                }
             case .end:
                 logger.info("session ended normally")
                 return

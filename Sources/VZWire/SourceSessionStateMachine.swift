@@ -45,8 +45,16 @@ public struct SourceSessionStateMachine: Sendable {
     }
 
     public private(set) var state: State = .start
+    /// The target's protocol version (its banner): from 3 on the source sends diskSet before the
+    /// first openDisk and diskChain before each commitDisk; before 3 neither.
+    public let peerProtocolVersion: Int
+    public private(set) var diskSetSent = false
+    public private(set) var chainSent = false
 
-    public init() {}
+    public init(peerProtocolVersion: Int = 2) { self.peerProtocolVersion = peerProtocolVersion }
+
+    /// The target takes diskSet and diskChain (protocol 3).
+    public var speaksDiskSets: Bool { peerProtocolVersion >= 3 }
 
     // MARK: sending
 
@@ -63,9 +71,19 @@ public struct SourceSessionStateMachine: Sendable {
             throw VZError(.internal, "source: refusing to send \(message.type): only the target sends it")
         case (.start, .hello):
             state = .awaitingHelloAck
+        case (.idle(nil), .diskSet) where speaksDiskSets && !diskSetSent:
+            diskSetSent = true
+        case (_, .diskSet) where !speaksDiskSets, (_, .diskChain) where !speaksDiskSets:
+            throw refusal(message, "to a version-\(peerProtocolVersion) target")
         case let (.idle, .openDisk(request)):
             guard let g = DiskGeometry(request) else { throw refusal(message, "with a block size of 0") }
+            guard diskSetSent || !speaksDiskSets else { throw refusal(message, "before diskSet") }
             state = .awaitingDiskState(g)
+            chainSent = false
+        case (.sendingBlocks, .diskChain) where !chainSent:
+            chainSent = true
+        case (.sendingBlocks, .commitDisk) where speaksDiskSets && !chainSent:
+            throw refusal(message, "before diskChain")
         case (.idle, .bye):
             state = .ended
         case let (.sendingBlocks(g), .blockData(b)):

@@ -5,7 +5,8 @@ import VZCore
 /// target never sends out of turn. It does no I/O and knows nothing of files: `TargetServer` and
 /// `DiskSession` read and write the stream and do what it says.
 ///
-/// The source's order: hello; per disk openDisk, blockData/zeroExtent, commitDisk; bye. The
+/// The source's order: hello; (protocol 3) diskSet; per disk openDisk, blockData/zeroExtent,
+/// (protocol 3) diskChain, commitDisk; bye. The
 /// target's: helloAck; per disk diskState, mapChunks covering the disk once in order, and
 /// diskCommitted. keepalive may come anywhere; an `error` from the source ends the session with
 /// the source's kind. Any error thrown ends the session: the machine is then `.ended`.
@@ -43,6 +44,11 @@ public struct TargetSessionStateMachine: Sendable {
         case applyZero(Extent)
         /// commitDisk: commit the pass, then send diskCommitted.
         case commit(scannedBytes: UInt64)
+        /// diskSet (protocol 3): compare the job's disks with the set recorded for the job (or
+        /// record it) before anything is written. Names checked: valid disk names, no two equal.
+        case checkDiskSet([Message.DiskSetEntry])
+        /// diskChain (protocol 3): the open disk's source chain, to record at its commit.
+        case recordChain([SourceChainLink])
         /// bye: the session ended normally.
         case end
     }
@@ -51,8 +57,18 @@ public struct TargetSessionStateMachine: Sendable {
     public static let maxCapacity: UInt64 = 1 << 50
 
     public private(set) var state: State = .awaitingHello
+    /// The source's protocol version (its banner): from 3 on it must send diskSet before the
+    /// first openDisk and diskChain before each commitDisk; before 3 it may send neither.
+    public let peerProtocolVersion: Int
+    /// The disks of the session's diskSet (protocol 3), once received.
+    public private(set) var diskSet: Set<String>?
+    /// The open disk's diskChain arrived.
+    public private(set) var chainReceived = false
 
-    public init() {}
+    public init(peerProtocolVersion: Int = 2) { self.peerProtocolVersion = peerProtocolVersion }
+
+    /// The source sends diskSet and diskChain (protocol 3).
+    public var speaksDiskSets: Bool { peerProtocolVersion >= 3 }
 
     // MARK: receiving
 
@@ -100,8 +116,24 @@ public struct TargetSessionStateMachine: Sendable {
         case (.awaitingHello, _):
             throw violation(m, "before hello (the first frame must be hello)")
 
+        case let (.idle(nil), .diskSet(disks)) where speaksDiskSets && diskSet == nil:
+            diskSet = try TargetSessionStateMachine.accept(disks)
+            return .checkDiskSet(disks)
+        case (_, .diskSet) where !speaksDiskSets, (_, .diskChain) where !speaksDiskSets:
+            throw violation(m, "from a version-\(peerProtocolVersion) source (\(m.type) is version 3)")
+        case (.idle, .diskSet) where diskSet != nil:
+            throw VZError(.protocolViolation, "source: a second diskSet")
         case let (.idle, .openDisk(request)):
+            if speaksDiskSets {
+                guard let set = diskSet else {
+                    throw VZError(.protocolViolation, "source: openDisk (disk '\(request.disk)') before diskSet (a version-3 source sends the job's disk set first)")
+                }
+                guard set.contains(request.disk) else {
+                    throw VZError(.protocolViolation, "source: openDisk of disk '\(request.disk)', which is not in the session's diskSet (\(set.sorted().joined(separator: ", ")))")
+                }
+            }
             state = .openingDisk(try TargetSessionStateMachine.accept(request))
+            chainReceived = false
             return .openDisk(request)
         case (.idle, .bye):
             state = .ended
@@ -115,6 +147,12 @@ public struct TargetSessionStateMachine: Sendable {
         case let (.receivingBlocks(g), .zeroExtent(e)):
             if let problem = g.problem(withZeroExtent: e) { throw VZError(.protocolViolation, "source: \(problem)") }
             return .applyZero(e)
+        case let (.receivingBlocks(g), .diskChain(links)):
+            guard !chainReceived else { throw VZError(.protocolViolation, "source: diskChain twice for \(g)") }
+            chainReceived = true
+            return .recordChain(links)
+        case let (.receivingBlocks(g), .commitDisk) where speaksDiskSets && !chainReceived:
+            throw VZError(.protocolViolation, "source: commitDisk before diskChain for \(g) (a version-3 source sends the disk's chain first)")
         case let (.receivingBlocks(g), .commitDisk(scanned)):
             state = .committing(g)
             return .commit(scannedBytes: scanned)
@@ -132,6 +170,20 @@ public struct TargetSessionStateMachine: Sendable {
 
     private func violation(_ m: Message, _ phrase: String) -> VZError {
         VZError(.protocolViolation, "source: unexpected \(m.type) frame \(phrase)")
+    }
+
+    /// The names of a diskSet: valid disk names (the rules of openDisk's), none twice.
+    static func accept(_ disks: [Message.DiskSetEntry]) throws -> Set<String> {
+        var names = Set<String>()
+        for (i, d) in disks.enumerated() {
+            if let why = NameRules.problem(withDisk: d.name) {
+                throw VZError(.protocolViolation, "source: diskSet field 'disks[\(i)].name': disk name \(why)")
+            }
+            guard names.insert(d.name).inserted else {
+                throw VZError(.protocolViolation, "source: diskSet field 'disks[\(i)].name': disk '\(d.name)' appears twice")
+            }
+        }
+        return names
     }
 
     /// The geometries the target works with: a power-of-two block size from 64 KiB to 8 MiB, a
@@ -158,7 +210,7 @@ public struct TargetSessionStateMachine: Sendable {
             return
         case (_, .error):
             state = .ended
-        case (_, .hello), (_, .openDisk), (_, .blockData), (_, .zeroExtent), (_, .commitDisk), (_, .bye):
+        case (_, .hello), (_, .openDisk), (_, .blockData), (_, .zeroExtent), (_, .commitDisk), (_, .bye), (_, .diskSet), (_, .diskChain):
             throw VZError(.internal, "target: refusing to send \(message.type): only the source sends it")
         case (.greeting, .helloAck):
             state = .idle(committed: nil)

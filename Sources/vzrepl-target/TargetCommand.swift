@@ -18,14 +18,15 @@ struct TargetCommand: ParsableCommand {
         log file; stdout of `serve` carries the protocol and nothing else.
 
         Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
-        JOB/DISK.vzmap (block hashes), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
+        JOB/DISK.vzmap (block hashes), JOB/DISK.vzcid (CID record), JOB/vzdisks (the job's disk \
+        set), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
         See Docs/operations.md.
 
         --job is a job NAME here (the folder ROOT/JOB, the "job" field of the job file); \
         vzrepl-source's --job is a job FILE.
         """,
         version: VZVersion.banner(agent: TargetServer.agentName),
-        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self])
+        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self, AddDisk.self, RemoveDisk.self])
 }
 
 struct RootOptions: ParsableArguments {
@@ -148,6 +149,10 @@ struct Status: ParsableCommand {
                       + "recovery will \(d.undoAction ?? "?") — \(d.undoReason ?? "")")
             case .corrupt:
                 print("\(d.job)/\(d.disk): undo journal corrupt: \(d.undoReason ?? "")")
+            }
+            if let chain = d.chain {
+                print("\(d.job)/\(d.disk): source chain: " + (chain.isEmpty ? "none (not a VMDK)"
+                      : chain.map { "\($0.file) (CID \($0.cid), parent \($0.parentCID))" }.joined(separator: " -> ")))
             }
         }
     }
@@ -284,4 +289,72 @@ struct Resize: ParsableCommand {
 
 extension String {
     func padding(_ n: Int) -> String { padding(toLength: Swift.max(n, count + 1), withPad: " ", startingAt: 0) }
+}
+
+struct AddDisk: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add-disk",
+        abstract: "Record a disk added to a job's VM, so the next pass seeds its replica.",
+        discussion: """
+        The VM's hardware cannot change during replication: a pass whose job has a disk the \
+        target did not record for the job fails (hardwareChanged, exit 3) before anything is \
+        written. Once the target VM has the new disk too, this command adds it to the job's disk \
+        set (ROOT/JOB/vzdisks); the next pass creates and seeds its replica. A disk already in \
+        the set is left as it is (exit 0). Docs/operations.md, "Adding and removing disks".
+        """)
+
+    @OptionGroup var root: RootOptions
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
+    @Option(help: "The name of the new disk (the disk's \"name\" in the job file).") var disk: String
+    @Option(help: "Wait this many seconds for another command or session to release the job.") var lockWait: Double = 10
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.reconfigure")
+        do {
+            let o = try JobDiskSet.add(disk: disk, root: try Directory.openRoot(root.root), job: job, lockWait: lockWait, logger: logger)
+            print(o.changed ? "\(job)/\(disk): added to the job's disk set (\(o.disks.joined(separator: ", "))); the next pass seeds it"
+                  : "\(job)/\(disk): already in the job's disk set")
+        } catch {
+            print("\(job)/\(disk): add-disk failed: \((error as? VZError)?.message ?? "\(error)")")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct RemoveDisk: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove-disk",
+        abstract: "Delete the replica of a disk removed from a job's VM, and drop it from the job's disk set.",
+        discussion: """
+        A pass whose job no longer has a disk the target recorded for it fails \
+        (hardwareChanged, exit 3) before anything is written. Once the disk is removed from the \
+        target VM too, this command deletes every file of the disk's replica (DISK.vmdk, \
+        DISK-flat.vmdk, DISK.vzmap, DISK.vzcid, an unfinished pass's DISK.vzundo) and drops the \
+        disk from ROOT/JOB/vzdisks. Copy the replica away first to keep it. It waits for a \
+        session of the disk to finish. Docs/operations.md, "Adding and removing disks".
+        """)
+
+    @OptionGroup var root: RootOptions
+    @Option(help: ArgumentHelp("The job NAME: the folder ROOT/JOB (the \"job\" field of the job file), not a job file.",
+                               valueName: "name")) var job: String
+    @Option(help: "The name of the removed disk.") var disk: String
+    @Option(help: "Wait this many seconds for a running session to release the disk and the job.") var lockWait: Double = 10
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.reconfigure")
+        do {
+            let o = try JobDiskSet.remove(disk: disk, root: try Directory.openRoot(root.root), job: job, lockWait: lockWait, logger: logger)
+            guard o.changed else { print("\(job)/\(disk): not in the job's disk set and no replica files; nothing to do"); return }
+            print("\(job)/\(disk): removed" + (o.removedFiles.isEmpty ? " (it had no replica files)" : "; deleted \(o.removedFiles.joined(separator: ", "))")
+                  + "; disk set now " + (o.disks.isEmpty ? "empty (the next pass records a new one)" : o.disks.joined(separator: ", ")))
+        } catch {
+            print("\(job)/\(disk): remove-disk failed: \((error as? VZError)?.message ?? "\(error)")")
+            throw ExitCode(1)
+        }
+    }
 }

@@ -158,8 +158,10 @@ final class VMDKCIDRecordTests: XCTestCase {
 
     func record() throws -> (cid: UInt32, generation: UInt64) {
         let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: h.root + "/vm1/disk0.vzcid")))
-        XCTAssertEqual(b.count, 32)
+        XCTAssertEqual(b.count, 38, "version 2, a raw source's empty chain")
         XCTAssertEqual(Array(b[0..<8]), Array("VZCIDREC".utf8))
+        XCTAssertEqual(Array(b[8..<12]), [2, 0, 0, 0])
+        XCTAssertEqual(Array(b[28..<34]), [1, 0, 0, 0, 0, 0], "chain known, no links")
         let cid = b[12..<16].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let gen = b[20..<28].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return (cid, gen)
@@ -281,11 +283,12 @@ final class VMDKCraftedReplicationTests: XCTestCase {
         try save(VMDKCraft.vmwareStream(capacitySectors: sectors, descriptor: d,
                                         grains: [1: Array(AgentHarness.randomBytes(65536, seed: 22)), 100: [UInt8](repeating: 9, count: 65536)]),
                  "so.vmdk")
+        // One job each: a job's disk set is fixed once it ran (Docs/operations.md).
         for (disk, leaf) in [("esxi", "vm-000002.vmdk"), ("stream", "so.vmdk")] {
             try QemuFixtures.oracle(vm + "/" + leaf, into: h.dir + "/\(disk).raw")
-            let r = try h.replicate(try h.writeJob(disks: [(disk, vm + "/" + leaf)]), timeout: 120)
+            let r = try h.replicate(try h.writeJob(job: "vm-\(disk)", disks: [(disk, vm + "/" + leaf)]), timeout: 120)
             XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-            XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/\(disk).raw", h.root + "/vm1/\(disk)-flat.vmdk"), "\(leaf)")
+            XCTAssertTrue(try AgentHarness.filesEqual(h.dir + "/\(disk).raw", h.root + "/vm-\(disk)/\(disk)-flat.vmdk"), "\(leaf)")
         }
     }
 }

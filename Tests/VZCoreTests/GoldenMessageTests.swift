@@ -295,9 +295,37 @@ final class GoldenMessageTests: XCTestCase {
         ])
     }
 
+    /// Docs/protocol.md §4.2, the diskSet example.
+    func testDiskSet() throws {
+        try check(.diskSet([.init(name: "disk0", capacity: 10_737_418_240), .init(name: "disk1", capacity: 1_048_576)]), [
+            0x56, 0x5A, 0x14, 0x00,  // magic, type 20 diskSet, flags
+            0x20, 0x00, 0x00, 0x00,  // length 32
+            0x02, 0x00,              // u16 count 2
+            0x05, 0x00, 0x64, 0x69, 0x73, 0x6B, 0x30,        // "disk0"
+            0x00, 0x00, 0x00, 0x80, 0x02, 0x00, 0x00, 0x00,  // u64 capacity 10 GiB
+            0x05, 0x00, 0x64, 0x69, 0x73, 0x6B, 0x31,        // "disk1"
+            0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00,  // u64 capacity 1 MiB
+        ])
+    }
+
+    /// Docs/protocol.md §4.2, the diskChain example.
+    func testDiskChain() throws {
+        try check(.diskChain([SourceChainLink(file: "s1.vmdk", cid: 0x0a0b0c0d, parentCID: 0x11223344),
+                              SourceChainLink(file: "base.vmdk", cid: 0x11223344, parentCID: 0xffffffff)]), [
+            0x56, 0x5A, 0x15, 0x00,  // magic, type 21 diskChain, flags
+            0x26, 0x00, 0x00, 0x00,  // length 38
+            0x02, 0x00,              // u16 count 2
+            0x07, 0x00, 0x73, 0x31, 0x2E, 0x76, 0x6D, 0x64, 0x6B,  // "s1.vmdk"
+            0x0D, 0x0C, 0x0B, 0x0A, 0x44, 0x33, 0x22, 0x11,        // CID, parentCID
+            0x09, 0x00, 0x62, 0x61, 0x73, 0x65, 0x2E, 0x76, 0x6D, 0x64, 0x6B,  // "base.vmdk"
+            0x44, 0x33, 0x22, 0x11, 0xFF, 0xFF, 0xFF, 0xFF,        // CID, parentCID
+        ])
+        try check(.diskChain([]), [0x56, 0x5A, 0x15, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00])  // a raw source
+    }
+
     /// The golden tests above cover every message type of the enum.
     func testEveryTypeHasAGoldenFrame() {
-        let covered: Set<UInt8> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        let covered: Set<UInt8> = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20, 21]
         var all = Set<UInt8>()
         for t in UInt8.min...UInt8.max where Message.MessageType(rawValue: t) != nil { all.insert(t) }
         XCTAssertEqual(all, covered, "a message type was added: give it a golden frame here and a row in Docs/protocol.md")

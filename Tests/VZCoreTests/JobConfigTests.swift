@@ -157,7 +157,7 @@ final class JobConfigTests: XCTestCase {
         let base = #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
         let cases: [(String, String, String)] = [
             (#"{"job":"j","blocksize":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
-             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay)"),
+             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay, datastores)"),
             (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "compress", "unknown field"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,
@@ -298,6 +298,34 @@ final class JobConfigABMTests: XCTestCase {
         XCTAssertEqual(on.effectiveWorkDir, "/srv/w")
         for bad in [#""workDir":"rel/w""#, #""workDir":"/a/../b""#, #""abm":1"#] {
             XCTAssertThrowsError(try JobConfig.parse(Array(#"{"job":"web1",\#(bad),"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j"), bad)
+        }
+    }
+}
+
+final class JobConfigDatastoresTests: XCTestCase {
+    func job(_ datastores: String) -> [UInt8] {
+        Array(#"{"job":"web1","datastores":\#(datastores),"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8)
+    }
+
+    func testDatastoresMapNamesToMounts() throws {
+        XCTAssertEqual(try JobConfig.parse(job(#"{"ds1":"/vmfs/volumes/ds1","5f3a-1b2c":"/mnt/ds2/"}"#), fileName: "j").datastores,
+                       ["ds1": "/vmfs/volumes/ds1", "5f3a-1b2c": "/mnt/ds2/"])
+        XCTAssertEqual(try JobConfig.parse(job("{}"), fileName: "j").datastores, [:])
+        let none = try JobConfig.parse(Array(#"{"job":"web1","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#.utf8), fileName: "j")
+        XCTAssertEqual(none.datastores, [:])
+    }
+
+    func testBadDatastoresAreRefusedNamingTheEntry() {
+        for (bad, parts) in [(#"{"ds1":"mnt/ds1"}"#, ["field 'datastores.ds1'", "not an absolute path"]),
+                             (#"{"ds1":"/mnt/../etc"}"#, ["field 'datastores.ds1'", "'..'"]),
+                             (#"{"ds1":"/mnt/./ds1"}"#, ["field 'datastores.ds1'", "'.'"]),
+                             (#"{"ds1":"/"}"#, ["field 'datastores.ds1'", "root directory"]),
+                             (#"{"a/b":"/mnt/x"}"#, ["field 'datastores.a/b'", "'/'"]),
+                             (#"{"..":"/mnt/x"}"#, ["field 'datastores...'", "'..'"]),
+                             (#"{"":"/mnt/x"}"#, ["field 'datastores.'", "1 to 255 bytes"]),
+                             (#"{"ds1":1}"#, ["datastores"]),
+                             (#"["/mnt/ds1"]"#, ["datastores"])] {
+            assertVZError(.badJobFile, containing: parts, bad) { try JobConfig.parse(job(bad), fileName: "job.json") }
         }
     }
 }

@@ -11,7 +11,7 @@ final class MessageTests: XCTestCase {
     func testEveryMessageCaseRoundTrips() throws {
         let samples = sampleMessages()
         // Every case of the enum is among the samples.
-        XCTAssertEqual(Set(samples.map { $0.type.rawValue }), Set(1...13))
+        XCTAssertEqual(Set(samples.map { $0.type.rawValue }), Set(1...13).union([20, 21]))
         for m in samples {
             let f = try frame(m)
             XCTAssertEqual(f.type, m.type.rawValue)
@@ -48,6 +48,26 @@ final class MessageTests: XCTestCase {
             for m in candidates {
                 XCTAssertEqual(try Message.decode(try frame(m), frameNumber: 1), m)
             }
+        }
+    }
+
+    /// diskSet and diskChain (protocol 3): counts are checked before anything is allocated.
+    func testDiskSetAndDiskChainBadCountsAreNamed() {
+        func decode(_ type: UInt8, _ payload: [UInt8]) throws -> Message {
+            try Message.decode(Frame(type: type, payload: payload), frameNumber: 4)
+        }
+        assertVZError(.protocolViolation, containing: ["frame #4", "field 'count'", "1 to 4096"]) { try decode(20, [0, 0]) }
+        assertVZError(.protocolViolation, containing: ["field 'count'", "4097 disks"]) { try decode(20, [0x01, 0x10] + [UInt8](repeating: 0, count: 40970)) }
+        assertVZError(.protocolViolation, containing: ["field 'count'", "do not fit"]) { try decode(20, [0xFF, 0x0F, 1, 0, 0x61]) }
+        assertVZError(.protocolViolation, containing: ["field 'count'", "256 links"]) { try decode(21, [0x00, 0x01]) }
+        assertVZError(.protocolViolation, containing: ["field 'count'", "do not fit"]) { try decode(21, [0x05, 0x00, 1, 0]) }
+        // An empty file name, and one longer than 1024 bytes.
+        assertVZError(.protocolViolation, containing: ["field 'links[0].file'", "empty"]) { try decode(21, [1, 0, 0, 0] + [UInt8](repeating: 0, count: 8)) }
+        assertVZError(.protocolViolation, containing: ["field 'links[0].file'", "limit of 1024"]) {
+            try decode(21, [1, 0, 0x01, 0x04] + [UInt8](repeating: 0x61, count: 1025 + 8))
+        }
+        assertVZError(.protocolViolation, containing: ["field 'disks[0].name'", "limit of 255"]) {
+            try decode(20, [1, 0, 0x00, 0x01] + [UInt8](repeating: 0x61, count: 256 + 8))
         }
     }
 

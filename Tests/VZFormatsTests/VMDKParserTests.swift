@@ -299,13 +299,38 @@ extension VMDKFuzzSeedTests {
 }
 
 final class VMDKCIDRecordFileTests: XCTestCase {
-    func testVMDK_CIDRecordRoundTripsAndRefusesDamage() throws {
-        let r = CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42)
+    /// Version 1 (32 bytes, no chain), written by hand from Docs/formats.md §4: still read.
+    func testVMDK_CIDRecordVersion1IsStillRead() throws {
+        var v1: [UInt8] = Array("VZCIDREC".utf8) + [1, 0, 0, 0] + [0xcd, 0xab, 0x34, 0x12] + [0x99, 0, 0, 0] + [42, 0, 0, 0, 0, 0, 0, 0]
+        v1 += withUnsafeBytes(of: CRC32C.checksum(v1).littleEndian, Array.init)
+        XCTAssertEqual(try CIDRecordFile.decode(v1, fileName: "d.vzcid"), CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42))
+        XCTAssertNil(try CIDRecordFile.decode(v1, fileName: "d.vzcid").chain)
+        for i in 0..<v1.count {
+            var bad = v1
+            bad[i] ^= 0x40
+            XCTAssertThrowsError(try CIDRecordFile.decode(bad, fileName: "d.vzcid"), "byte \(i)") { e in
+                XCTAssertEqual((e as? VZError)?.kind, .corruptMap)
+                XCTAssertTrue("\(e)".contains("d.vzcid"), "\(e)")
+            }
+        }
+        XCTAssertThrowsError(try CIDRecordFile.decode(Array(v1.dropLast()), fileName: "d.vzcid"))
+    }
+
+    /// Version 2 with a chain, to the byte (Docs/formats.md §4), round trip, and every flipped
+    /// byte and every truncation refused naming the file.
+    func testVMDK_CIDRecordVersion2HoldsTheChain() throws {
+        let chain = [SourceChainLink(file: "s1.vmdk", cid: 0x0a0b0c0d, parentCID: 0x11223344),
+                     SourceChainLink(file: "/mnt/ds2/base.vmdk", cid: 0x11223344, parentCID: 0xffffffff)]
+        let r = CIDRecordFile(cid: 0x1234abcd, previousCID: 0x99, generation: 42, chain: chain)
         let bytes = r.encode()
-        XCTAssertEqual(bytes.count, 32)
+        var want: [UInt8] = Array("VZCIDREC".utf8) + [2, 0, 0, 0] + [0xcd, 0xab, 0x34, 0x12] + [0x99, 0, 0, 0] + [42, 0, 0, 0, 0, 0, 0, 0]
+        want += [1, 0, 0, 0] + [2, 0]
+        want += [7, 0] + Array("s1.vmdk".utf8) + [0x0d, 0x0c, 0x0b, 0x0a, 0x44, 0x33, 0x22, 0x11]
+        want += [18, 0] + Array("/mnt/ds2/base.vmdk".utf8) + [0x44, 0x33, 0x22, 0x11, 0xff, 0xff, 0xff, 0xff]
+        want += withUnsafeBytes(of: CRC32C.checksum(want).littleEndian, Array.init)
+        XCTAssertEqual(bytes, want)
+        XCTAssertEqual(bytes.count, 38 + (10 + 7) + (10 + 18))
         XCTAssertTrue(r.accepts(0x99) && r.accepts(0x1234abcd) && !r.accepts(0x1234abce))
-        XCTAssertEqual(Array(bytes[0..<8]), Array("VZCIDREC".utf8))
-        XCTAssertEqual(Array(bytes[12..<16]), [0xcd, 0xab, 0x34, 0x12])
         XCTAssertEqual(try CIDRecordFile.decode(bytes, fileName: "d.vzcid"), r)
         for i in 0..<bytes.count {
             var bad = bytes
@@ -315,6 +340,44 @@ final class VMDKCIDRecordFileTests: XCTestCase {
                 XCTAssertTrue("\(e)".contains("d.vzcid"), "\(e)")
             }
         }
-        XCTAssertThrowsError(try CIDRecordFile.decode(Array(bytes.dropLast()), fileName: "d.vzcid"))
+        for n in 0..<bytes.count {
+            XCTAssertThrowsError(try CIDRecordFile.decode(Array(bytes[..<n]), fileName: "d.vzcid"), "cut to \(n)")
+        }
+        XCTAssertThrowsError(try CIDRecordFile.decode(bytes + [0], fileName: "d.vzcid"))
+        // Not known (a version-2 source) and known but empty (a raw source) differ.
+        for c in [nil, [SourceChainLink]()] {
+            let e = CIDRecordFile(cid: 1, previousCID: 2, generation: 3, chain: c)
+            XCTAssertEqual(e.encode().count, 38)
+            XCTAssertEqual(try CIDRecordFile.decode(e.encode(), fileName: "d.vzcid").chain, c)
+        }
+        XCTAssertNotNil(CIDRecordFile.problem(with: [SourceChainLink(file: "", cid: 0, parentCID: 0)]))
+        XCTAssertNotNil(CIDRecordFile.problem(with: [SourceChainLink(file: String(repeating: "a", count: 1025), cid: 0, parentCID: 0)]))
+        XCTAssertNotNil(CIDRecordFile.problem(with: Array(repeating: chain[0], count: 256)))
+        // The largest record decodes.
+        let big = CIDRecordFile(cid: 1, previousCID: 2, generation: 3,
+                                chain: Array(repeating: SourceChainLink(file: String(repeating: "é", count: 512), cid: 0, parentCID: 0), count: 255))
+        XCTAssertEqual(big.encode().count, CIDRecordFile.maxSize)
+        XCTAssertEqual(try CIDRecordFile.decode(big.encode(), fileName: "d.vzcid"), big)
+    }
+
+    func testVMDK_CIDRecordBadFieldsAreNamed() throws {
+        func record(flags: UInt32, links: [UInt8], count: UInt16) -> [UInt8] {
+            var b: [UInt8] = Array("VZCIDREC".utf8) + [2, 0, 0, 0] + [1, 0, 0, 0] + [2, 0, 0, 0] + [3, 0, 0, 0, 0, 0, 0, 0]
+            b += withUnsafeBytes(of: flags.littleEndian, Array.init) + withUnsafeBytes(of: count.littleEndian, Array.init) + links
+            return b + withUnsafeBytes(of: CRC32C.checksum(b).littleEndian, Array.init)
+        }
+        func refused(_ bytes: [UInt8], _ parts: [String], line: UInt = #line) {
+            XCTAssertThrowsError(try CIDRecordFile.decode(bytes, fileName: "d.vzcid"), line: line) { e in
+                XCTAssertEqual((e as? VZError)?.kind, .corruptMap, line: line)
+                for p in parts { XCTAssertTrue("\(e)".contains(p), "\(e) lacks \(p)", line: line) }
+            }
+        }
+        refused(record(flags: 2, links: [], count: 0), ["d.vzcid", "field 'flags'", "unknown flag bits"])
+        refused(record(flags: 0, links: [1, 0, 0x61] + [UInt8](repeating: 0, count: 8), count: 1), ["field 'linkCount'", "not known"])
+        refused(record(flags: 1, links: [], count: 256), ["field 'linkCount'", "256 links"])
+        refused(record(flags: 1, links: [0, 0] + [UInt8](repeating: 0, count: 8), count: 1), ["field 'links[0].file'", "empty"])
+        refused(record(flags: 1, links: [1, 0, 0xff] + [UInt8](repeating: 0, count: 8), count: 1), ["field 'links[0].file'", "UTF-8"])
+        refused(record(flags: 1, links: [1, 0, 0x61, 0, 0], count: 1), ["field 'links[0].", "truncated"])
+        refused([UInt8](repeating: 0, count: CIDRecordFile.maxSize + 1), ["d.vzcid", "bytes, a CID record has"])
     }
 }

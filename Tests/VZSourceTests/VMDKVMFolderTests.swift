@@ -128,3 +128,44 @@ extension VMDKVMFolderTests {
         XCTAssertNoThrow(try JSONSerialization.data(withJSONObject: disk.eventFields))
     }
 }
+
+/// A VM whose second disk lives on another datastore: the `.vmx` names it by its ESXi path
+/// `/vmfs/volumes/ds2/...`, read from the mount the job maps `ds2` to; unmapped, it is read at
+/// that literal path (and here fails, naming it); a path that leaves the datastore is refused.
+final class VMDKVMOtherDatastoreTests: XCTestCase {
+    var top: String!
+    override func setUpWithError() throws {
+        top = NSTemporaryDirectory() + "vzrepl-vmds-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: top + "/ds1/web01", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: top + "/ds2/web01", withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: top) }
+
+    func vmx(_ fileName: String) throws {
+        try Data("""
+            .encoding = "UTF-8"
+            scsi0:1.present = "TRUE"
+            scsi0:1.fileName = "\(fileName)"
+
+            """.utf8).write(to: URL(fileURLWithPath: top + "/ds1/web01/web01.vmx"))
+    }
+
+    func testVMDK_AVMXDiskOnAnotherDatastoreIsReadFromItsMount() throws {
+        try QemuFixtures.create(top + "/ds2/web01/web01_1.vmdk", subformat: "monolithicSparse", size: 4 << 20,
+                                writes: [QemuFixtures.Write(0x5A, at: 0, 65536)])
+        let disk = JobConfig.DiskConfig(name: "disk1", source: top + "/ds1/web01/web01.vmx", node: "scsi0:1")
+        try vmx("/vmfs/volumes/ds2/web01/web01_1.vmdk")
+        let chain = try XCTUnwrap(try SourceReaderFactory.open(disk, datastores: ["ds2": top + "/ds2"]).reader as? VMDKChain)
+        XCTAssertEqual(chain.links.map(\.fileName), ["web01_1.vmdk"])
+        var b = [UInt8](repeating: 0, count: 4)
+        try b.withUnsafeMutableBytes { try chain.read(at: 0, into: $0) }
+        XCTAssertEqual(b, [0x5A, 0x5A, 0x5A, 0x5A])
+        XCTAssertThrowsError(try SourceReaderFactory.open(disk)) { e in
+            XCTAssertTrue("\(e)".contains("/vmfs/volumes/ds2/web01"), "\(e)")
+        }
+        try vmx("/vmfs/volumes/ds2/../ds1/web01/x.vmdk")
+        XCTAssertThrowsError(try SourceReaderFactory.open(disk, datastores: ["ds2": top + "/ds2"])) { e in
+            XCTAssertTrue("\(e)".contains("leaves the datastore it names"), "\(e)")
+        }
+    }
+}
