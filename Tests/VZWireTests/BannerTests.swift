@@ -12,7 +12,7 @@ final class BannerTests: XCTestCase {
     }
 
     func testOwnBannerIsTheDocumentedLine() {
-        XCTAssertEqual(Banner.encode(agent: "vzrepl-target", version: "1.2.3"), Array("VZREPL/2 vzrepl-target 1.2.3\n".utf8))
+        XCTAssertEqual(Banner.encode(agent: "vzrepl-target", version: "1.2.3"), Array("VZREPL/3 vzrepl-target 1.2.3\n".utf8))
     }
 
     func testGoodBannerIsRecognisedOnlyAtItsNewline() throws {
@@ -28,18 +28,20 @@ final class BannerTests: XCTestCase {
     }
 
     func testOtherVersionIsAVersionMismatchNamingIt() {
-        XCTAssertThrowsError(try parse("VZREPL/3 future 9\n")) { e in
+        XCTAssertThrowsError(try parse("VZREPL/4 future 9\n")) { e in
             XCTAssertEqual((e as? VZError)?.kind, .versionMismatch)
-            XCTAssertTrue("\(e)".contains("protocol version 3"), "\(e)")
+            XCTAssertTrue("\(e)".contains("protocol version 4"), "\(e)")
         }
         XCTAssertThrowsError(try parse("VZREPL/0 past 0\n")) { XCTAssertEqual(($0 as? VZError)?.kind, .versionMismatch) }
         XCTAssertThrowsError(try parse("VZREPL/x y\n")) { XCTAssertEqual(($0 as? VZError)?.kind, .versionMismatch) }
     }
 
-    /// Version 2 added the progress message; a version-1 peer is still spoken to (without it).
-    func testVersionsOneAndTwoAreAccepted() throws {
+    /// Version 2 added the progress message, 3 its step and read-only disks; older peers are
+    /// still spoken to (without them).
+    func testVersionsOneToThreeAreAccepted() throws {
         XCTAssertEqual(try parse("VZREPL/1 vzrepl-source 0.1.0\n")?.protocolVersion, 1)
         XCTAssertEqual(try parse("VZREPL/2 vzrepl-source 0.2.0\n")?.protocolVersion, 2)
+        XCTAssertEqual(try parse("VZREPL/3 vzrepl-source 0.3.0\n")?.protocolVersion, 3)
     }
 
     func testNotAVzreplAgent() {
