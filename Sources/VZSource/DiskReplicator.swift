@@ -60,6 +60,12 @@ final class DiskReplicator {
     func run(session: inout SourceSessionStateMachine) throws -> DiskResult {
         let started = Date()
         var result = DiskResult(disk: disk.name, mode: job.mode, capacityBytes: reader.capacity)
+        let progress = DiskProgress(disk: disk.name, capacity: reader.capacity, events: events)
+        // While the target opens the disk (waits for its lock, recovers, rebuilds a map) it sends
+        // only heartbeats: each can be a progress event.
+        var waiting = "map"
+        channel.onPeerBeat = { progress.targetBeat($0, waitingIn: waiting) }
+        defer { channel.onPeerBeat = nil }
         try channel.send(.openDisk(.init(disk: disk.name, capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode)),
                          in: &session)
         let (state, map) = try receiveMap(&session)
@@ -91,8 +97,9 @@ final class DiskReplicator {
         let encoder = BlockEncoder(reader: reader, map: map, plan: plan)
         let pipeline = OrderedPipeline<PassPlan.Block, BlockVerdict>(workers: workers, depth: 4 * workers + 4) { try encoder.encode($0) }
         var pendingZero: Extent?
-        var lastProgress = Date()
         let blockCount = plan.candidateBlockCount
+        progress.bytesTotal = plan.candidateBytes
+        progress.blocks = blockCount
         var bytesDone: UInt64 = 0
 
         func flushZero() throws {
@@ -132,17 +139,11 @@ final class DiskReplicator {
                 done += 1
                 bytesDone += verdict.extent.length
                 try heartbeat.advance(by: verdict.extent.length)
-                if Date().timeIntervalSince(lastProgress) >= 1 {
-                    lastProgress = Date()
-                    events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,
-                                                  "scannedBytes": result.scannedBytes, "sentBytes": result.sentBytes,
-                                                  "zeroBytes": result.zeroBytes + (pendingZero?.length ?? 0),
-                                                  "capacityBytes": reader.capacity, "bytesDone": bytesDone,
-                                                  "bytesTotal": plan.candidateBytes,
-                                                  "percent": (Double(bytesDone) * 1000 / Double(Swift.max(plan.candidateBytes, 1))).rounded(.down) / 10])
-                }
+                progress.scanned(bytesDone: bytesDone, blocksDone: done, scannedBytes: result.scannedBytes, sentBytes: result.sentBytes,
+                                 zeroBytes: result.zeroBytes + (pendingZero?.length ?? 0))
             })
             try flushZero()
+            waiting = "commit"
             try channel.send(.commitDisk(scannedBytes: result.scannedBytes), in: &session)
             let answer = try channel.nextAction(of: &session)
             guard case let .committed(c) = answer else { throw SourceSessionStateMachine.unexpected(answer) }

@@ -67,7 +67,8 @@ public final class TargetServer {
         logger[metadataKey: "job"] = "\(job)"
         logger.info("session started with \(sourceVersion) (\(banner)), datastore root \(options.rootPath)")
         try channel.send(.helloAck(targetVersion: version), in: &session)
-        let jobDirectory = try root.subdirectory(job, create: true)
+        // Made at the first disk to be written: a read-only session (`plan`) creates nothing.
+        var jobDirectory: Directory?
         var diskOptions = DiskSession.Options()
         diskOptions.workers = options.workers
         diskOptions.journaled = options.journaled
@@ -78,8 +79,16 @@ public final class TargetServer {
         while true {
             let action = try channel.nextAction(of: &session)
             switch action {
+            case let .openDisk(request) where request.readOnly:
+                if jobDirectory == nil, root.exists(job) { jobDirectory = try root.subdirectory(job, create: false) }
+                let disk = DiskInspection(jobDirectory: jobDirectory, request: request, channel: channel,
+                                          session: session, options: diskOptions, logger: logger)
+                try disk.run()
+                session = disk.session
             case let .openDisk(request):
-                let disk = DiskSession(jobDirectory: jobDirectory, job: job, request: request, channel: channel,
+                let directory = try jobDirectory ?? root.subdirectory(job, create: true)
+                jobDirectory = directory
+                let disk = DiskSession(jobDirectory: directory, job: job, request: request, channel: channel,
                                        session: session, options: diskOptions, logger: logger)
                 try disk.run()
                 session = disk.session
