@@ -7,6 +7,8 @@ import VZCore
 final class DiskOutcomes: @unchecked Sendable {
     enum State {
         case committed(DiskResult)
+        /// `plan`: the disk's plan was made.
+        case planned
         case failed(VZError)
         case skipped
     }
@@ -22,6 +24,8 @@ final class DiskOutcomes: @unchecked Sendable {
             case let .failed(e):
                 return ["disk": disk, "outcome": "failed", "kind": e.kind.rawValue, "message": e.message,
                         "exitCode": Int(SourceAgent.ExitCode(for: e.kind).rawValue)]
+            case .planned:
+                return ["disk": disk, "outcome": "planned"]
             case .skipped:
                 return ["disk": disk, "outcome": "skipped"]
             }
@@ -35,6 +39,7 @@ final class DiskOutcomes: @unchecked Sendable {
 
     func commit(_ i: Int, _ r: DiskResult) { set(i, .committed(r)) }
     func fail(_ i: Int, _ e: VZError) { set(i, .failed(e)) }
+    func planned(_ i: Int) { set(i, .planned) }
 
     private func set(_ i: Int, _ s: State) {
         lock.lock()
@@ -82,8 +87,10 @@ final class PassStartedEvent: @unchecked Sendable {
     private var emitted = false
     private let fields: [String: Any]
     private let events: EventEmitter
+    private let name: String
 
-    init(job: JobConfig, version: String, events: EventEmitter, extra: [String: Any] = [:]) {
+    init(job: JobConfig, version: String, events: EventEmitter, name: String = "pass-started", extra: [String: Any] = [:]) {
+        self.name = name
         var f: [String: Any] = ["mode": job.mode.rawValue, "disks": job.disks.map(\.name), "blockSize": job.blockSize,
                                 "transport": job.target.transport.rawValue, "sourceVersion": version,
                                 "parallelDisks": job.parallelDisks]
@@ -102,6 +109,6 @@ final class PassStartedEvent: @unchecked Sendable {
             f["targetVersion"] = target.targetVersion
             f["targetProtocolVersion"] = target.targetProtocolVersion
         }
-        events.emit("pass-started", f)
+        events.emit(name, f)
     }
 }

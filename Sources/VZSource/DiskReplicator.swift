@@ -158,7 +158,7 @@ final class DiskReplicator {
     /// The diskState and the map chunks that follow it; the session checks that they cover the
     /// disk exactly once, in order. The map is sized by our own capacity, never by a count from
     /// the peer.
-    private func receiveMap(_ session: inout SourceSessionStateMachine) throws -> (Message.DiskState, BlockMap) {
+    func receiveMap(_ session: inout SourceSessionStateMachine) throws -> (Message.DiskState, BlockMap) {
         var map = BlockMap(blockSize: job.blockSize, capacity: reader.capacity)
         let answer = try channel.nextAction(of: &session)
         guard case let .diskState(state, mapComplete) = answer else { throw SourceSessionStateMachine.unexpected(answer) }

@@ -67,10 +67,63 @@ public final class SourceAgent {
                 done.leave()
             }
             // Each session replicates its disks in turn; the disks' own pipelines have their threads.
-            if sessions == 1 { body() } else { Thread { body() }.start() }
+            if sessions == 1 {
+                body()
+            } else {
+                let t = Thread { body() }
+                t.stackSize = 8 << 20
+                t.start()
+            }
         }
         done.wait()
         return finish(outcomes, passStarted: passStarted, started: started)
+    }
+
+    /// `vzrepl-source plan`: per disk, what a pass would read and send (`disk-plan`), through one
+    /// session whose disks are all opened read-only: the target changes nothing. Needs a target
+    /// of protocol version 3 (older ones have no read-only mode: `versionMismatch`, exit 4).
+    public func plan() -> ExitCode {
+        let started = Date()
+        let outcomes = DiskOutcomes(disks: job.disks.map(\.name))
+        let planStarted = PassStartedEvent(job: job, version: version, events: events, name: "plan-started")
+        guard let sources = try? openSources(outcomes: outcomes, passStarted: planStarted) else {
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        let session: TargetSession
+        do {
+            session = try TargetSession.open(job: job, version: version, limiter: nil, logger: logger)
+        } catch {
+            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            outcomes.fail(0, e)
+            reportError(e, disk: nil, passStarted: planStarted)
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        guard session.targetProtocolVersion >= 3 else {
+            let e = VZError(.versionMismatch, "the target agent (\(session.targetVersion)) speaks protocol version \(session.targetProtocolVersion), which has no read-only mode: a plan needs version 3 or later; upgrade the target VA (a pass still works)")
+            outcomes.fail(0, e)
+            reportError(e, disk: nil, passStarted: planStarted)
+            session.end(logger: logger)
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        planStarted.emit(target: session)
+        for (i, d) in job.disks.enumerated() {
+            let replicator = DiskReplicator(disk: d, reader: sources[i].reader, job: job, channel: session.channel, events: events,
+                                            logger: logger, workers: workers, keepTemp: keepTemp)
+            replicator.startedFields = sources[i].eventFields
+            do {
+                let fields = try session.run { try replicator.plan(session: &$0.machine) }
+                outcomes.planned(i)
+                events.emit("disk-plan", fields)
+            } catch {
+                let e = error as? VZError ?? VZError(.internal, "\(error)")
+                outcomes.fail(i, e)
+                reportError(e, disk: d.name, passStarted: planStarted)
+                session.abandon(logger: logger)
+                return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+            }
+        }
+        session.end(logger: logger)
+        return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
     }
 
     /// Opens every disk first: a missing or resized disk fails the pass before anything is sent.
@@ -150,7 +203,8 @@ public final class SourceAgent {
 
     /// `pass-finished`, with every disk's outcome. The exit code is that of the first disk (in
     /// the job's order) that failed, 0 when every disk committed (Docs/events.md).
-    private func finish(_ outcomes: DiskOutcomes, passStarted: PassStartedEvent, started: Date) -> ExitCode {
+    private func finish(_ outcomes: DiskOutcomes, passStarted: PassStartedEvent, started: Date,
+                        event: String = "pass-finished") -> ExitCode {
         passStarted.emit(target: nil)
         let all = outcomes.all
         let code = all.compactMap { o -> ExitCode? in
@@ -161,7 +215,7 @@ public final class SourceAgent {
             if case let .committed(r) = o.state { return r }
             return nil
         }
-        events.emit("pass-finished", ["ok": code == .ok, "exitCode": Int(code.rawValue), "disksCommitted": committed.count,
+        events.emit(event, ["ok": code == .ok, "exitCode": Int(code.rawValue), "disksCommitted": committed.count,
                                       "seconds": Date().timeIntervalSince(started),
                                       "sentBytes": committed.reduce(0) { $0 + $1.sentBytes },
                                       "changedBytes": committed.reduce(0) { $0 + $1.changedBytes },
