@@ -16,13 +16,16 @@ public struct DiskResult: Sendable {
     public var zeroBytes: UInt64 = 0
     public var sentBytes: UInt64 = 0
     public var dataBlocks: UInt64 = 0
+    /// Every byte this disk's session wrote to the transport for it (frames, headers, map
+    /// requests): what `bandwidthLimit` limits.
+    public var wireBytes: UInt64 = 0
     public var seconds: Double = 0
     public var generation: UInt64 = 0
     public var mapStatus = "valid"
 
     var eventFields: [String: Any] {
         ["disk": disk, "mode": mode.rawValue, "capacityBytes": capacityBytes, "scannedBytes": scannedBytes,
-         "changedBytes": changedBytes, "activeBytes": activeBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks,
+         "changedBytes": changedBytes, "activeBytes": activeBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks, "wireBytes": wireBytes,
          "seconds": (seconds * 1000).rounded() / 1000, "generation": generation, "mapStatus": mapStatus]
     }
 }
@@ -59,6 +62,7 @@ final class DiskReplicator {
 
     func run(session: inout SourceSessionStateMachine) throws -> DiskResult {
         let started = Date()
+        let wireAtStart = channel.bytesSent
         var result = DiskResult(disk: disk.name, mode: job.mode, capacityBytes: reader.capacity)
         let progress = DiskProgress(disk: disk.name, capacity: reader.capacity, events: events)
         // While the target opens the disk (waits for its lock, recovers, rebuilds a map) it sends
@@ -152,6 +156,7 @@ final class DiskReplicator {
         result.changedBytes = committed.changedBytes
         result.generation = committed.generation
         result.seconds = Date().timeIntervalSince(started)
+        result.wireBytes = channel.bytesSent - wireAtStart
         return result
     }
 

@@ -166,7 +166,7 @@ final class MessageChannelDeadlineTests: XCTestCase {
             usleep(300_000)
         }
         let sent = s.writtenMessages
-        let counts = sent.compactMap { m -> UInt64? in if case let .progress(n) = m { return n }; return nil }
+        let counts = sent.compactMap { m -> UInt64? in if case let .progress(n, _) = m { return n }; return nil }
         XCTAssertGreaterThanOrEqual(counts.count, 3, "\(sent)")
         XCTAssertEqual(counts, counts.sorted(), "counts only grow")
         XCTAssertEqual(Set(counts).count, counts.count, "a count is sent once; after that, keepalives")
