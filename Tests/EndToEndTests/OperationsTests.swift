@@ -153,13 +153,13 @@ final class OperationsTests: XCTestCase {
     /// stdout a terminal (a pty), stderr a file: no JSON on stdout, a progress line per disk on
     /// stderr; with --json, JSON lines on the terminal.
     func testATerminalGetsProgressLinesOnStderrUnlessJSON() throws {
-        let src = try randomDisk("d", size: 4 << 20, seed: 51)
-        let job = try h.writeJob(disks: [("disk0", src), ("disk1", src)])
+        let src = try randomDisk("d", size: 8 << 20, seed: 51)
+        let job = try h.writeJob(disks: [("disk0", src), ("disk1", src)], extra: ["parallelDisks": 2])
         let script = """
         import os, pty, subprocess, sys
         master, slave = pty.openpty()
         err = open(sys.argv[1], "wb")
-        p = subprocess.Popen(sys.argv[2:], stdout=slave, stderr=err, stdin=subprocess.DEVNULL, env=dict(os.environ, VZREPL_FAULT="delay-read:20"))
+        p = subprocess.Popen(sys.argv[2:], stdout=slave, stderr=err, stdin=subprocess.DEVNULL, env=dict(os.environ, VZREPL_FAULT="delay-read:40"))
         os.close(slave)
         out = b""
         while True:
