@@ -41,8 +41,9 @@ extension DiskReplicator {
                 tally.add(verdict)
                 done += 1
                 try heartbeat.advance(by: verdict.extent.length)
+                // Nothing is sent by a plan: its phase stays `scan`.
                 progress.scanned(bytesDone: tally.bytesDone, blocksDone: done, scannedBytes: tally.scannedBytes,
-                                 sentBytes: tally.sentBytes, zeroBytes: tally.zeroBytes)
+                                 sentBytes: 0, zeroBytes: 0)
             })
             tally.close()
             let read = Array(plan.blocksToRead.prefix(DiskReplicator.maxPlanExtents))

@@ -13,10 +13,12 @@ struct SourceCommand: ParsableCommand {
         abstract: "The source agent of vzrepl: replicates VM disks to a vzrepl-target over SSH.",
         discussion: """
         stdout carries JSON-lines events (one object per line, each with an "event" field: \
-        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished). \
+        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished; \
+        plan: plan-started, disk-plan, plan-finished). When stdout is a terminal (and no --json), \
+        a live progress line per disk goes to stderr instead. \
         Human-readable logs go to stderr and to the log file.
 
-        Exit codes: 0 every disk committed; 1 internal error; 2 bad job file or arguments; \
+        Exit codes: 0 every disk committed; otherwise the first failed disk's (job order): 1 internal error; 2 bad job file or arguments; \
         3 source disk error (unreadable, resized); 4 transport error (SSH, connection, protocol); \
         5 the target refused or failed (space, I/O, corrupt state).
 

@@ -141,6 +141,27 @@ final class OperationsTests: XCTestCase {
         try assertSpacedAtLeastASecond(r2.events("disk-progress"))
     }
 
+    /// Another holder of the disk's lock (flock(1) on DISK.vzlock) for ~3 s: the target waits
+    /// (`--lock-wait`) and says so in its heartbeats; the source's events show `waiting-for-lock`,
+    /// and the pass goes on once the lock is free.
+    func testWaitingForTheDiskLockShowsInProgress() throws {
+        let src = try randomDisk("d", size: 1 << 20, seed: 45)
+        let job = try h.writeJob(disks: [("disk0", src)], extraTargetArgs: ["--lock-wait", "20"])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        let lock = h.root + "/vm1/disk0.vzlock"
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [lock, "sleep", "3"]
+        try holder.run()
+        defer { holder.waitUntilExit() }
+        Thread.sleep(forTimeInterval: 0.3)
+        let r = try h.replicate(job, timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let waiting = r.events("disk-progress").filter { $0["phase"] as? String == "waiting-for-lock" }
+        XCTAssertFalse(waiting.isEmpty, "no waiting-for-lock progress: \(r.stdout)")
+        XCTAssertEqual(waiting.first?["etaSeconds"] as? NSNull, NSNull())
+    }
+
     private func assertSpacedAtLeastASecond(_ events: [[String: Any]], file: StaticString = #filePath, line: UInt = #line) throws {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
