@@ -144,15 +144,15 @@ public final class MessageChannel {
         let withStep = peerProtocolVersion >= 3
         let thread = Thread { [self] in
             var reported: UInt64?
-            var reportedStep: WorkStep?
             while stop.wait(timeout: .now() + interval) == .timedOut {
                 let count = counter.value
+                // To a version-3 peer every beat within a step says which (a count that did not
+                // grow is still only a keepalive to its progress timeout).
                 let step = withStep ? heartbeat.step : nil
-                let progressed = withProgress && (count != reported || step != reportedStep)
+                let progressed = withProgress && (count != reported || step != nil)
                 do {
                     if try sendBeat(progressed ? Message.progress(count, step: step).encodedFrame() : keepalive), progressed {
                         reported = count
-                        reportedStep = step
                     }
                 } catch {
                     heartbeat.fail(error)

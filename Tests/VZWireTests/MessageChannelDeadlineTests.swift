@@ -173,6 +173,43 @@ final class MessageChannelDeadlineTests: XCTestCase {
         XCTAssertTrue(sent.suffix(2).allSatisfy { $0 == .keepalive }, "\(sent)")
     }
 
+    /// Protocol version 3: while the body is in a step, every beat is a progress frame naming it
+    /// (also when the count stands still: a lock wait); a version-2 peer gets no step.
+    func testTheHeartbeatCarriesTheStepToAVersionThreePeerOnly() throws {
+        let (c, s) = try channel([banner(3)])
+        try c.withHeartbeat(every: 0.03) { beat in
+            beat.step = WorkStep(.waitingForLock)
+            usleep(200_000)
+            beat.step = WorkStep(.map, done: 10, total: 100)
+            try beat.advance(by: 1)
+            usleep(200_000)
+        }
+        let steps = s.writtenMessages.compactMap { m -> WorkStep? in if case let .progress(_, step?) = m { return step }; return nil }
+        XCTAssertGreaterThanOrEqual(steps.filter { $0.phase == .waitingForLock }.count, 3, "\(s.writtenMessages)")
+        XCTAssertTrue(steps.contains(WorkStep(.map, done: 10, total: 100)), "\(s.writtenMessages)")
+        XCTAssertFalse(s.writtenMessages.contains(.keepalive), "a step is never a bare keepalive: \(s.writtenMessages)")
+
+        let (c2, s2) = try channel([banner(2)])
+        try c2.withHeartbeat(every: 0.03) { beat in
+            beat.step = WorkStep(.waitingForLock)
+            try beat.advance(by: 1)
+            usleep(150_000)
+        }
+        XCTAssertFalse(s2.writtenMessages.contains { if case .progress(_, _?) = $0 { return true }; return false }, "\(s2.writtenMessages)")
+        XCTAssertTrue(s2.writtenMessages.contains(.keepalive))
+    }
+
+    /// The receiving side keeps the peer's step and tells its listener on every beat.
+    func testReceivedStepsReachTheListener() throws {
+        let (c, _) = try channel([banner(3), .bytes(frame(.progress(1, step: WorkStep(.recover)))), .bytes(frame(.keepalive)),
+                                  .bytes(frame(bye))])
+        var heard: [WorkStep?] = []
+        c.onPeerBeat = { heard.append($0) }
+        XCTAssertEqual(try c.receive(), .bye)
+        XCTAssertEqual(heard, [WorkStep(.recover), nil])
+        XCTAssertEqual(c.peerStep, WorkStep(.recover))
+    }
+
     func testTheHeartbeatSkipsBeatsWhileTheStreamWouldBlock() throws {
         let (c, s) = try channel([banner()])
         s.writable = false
