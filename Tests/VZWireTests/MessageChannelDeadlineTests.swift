@@ -50,7 +50,10 @@ final class ScriptedStream: ByteStream, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if failWrites { throw VZError(.connectionLost, "scripted: the peer closed the connection") }
         written += bytes
+        writeTimes.append((MessageChannel.now(), bytes.count))
     }
+    /// When each write happened and its size.
+    private(set) var writeTimes: [(Double, Int)] = []
     func canWriteWithoutBlocking(_ count: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return writable }
     func closeWrite() {}
     func close() {}
@@ -208,6 +211,28 @@ final class MessageChannelDeadlineTests: XCTestCase {
         XCTAssertEqual(try c.receive(), .bye)
         XCTAssertEqual(heard, [WorkStep(.recover), nil])
         XCTAssertEqual(c.peerStep, WorkStep(.recover))
+    }
+
+    /// `bandwidthLimit` at its minimum (64 KiB/s): a 160 KiB block frame takes its time (about
+    /// 2.5 s) but bytes keep flowing all along — the peer's idle timeout never sees a silence
+    /// longer than a fraction of a second, however large the frame.
+    func testALimitedChannelPacesAFrameWithoutLongSilences() throws {
+        let (c, s) = try channel([banner(3)])
+        let limiter = BandwidthLimiter(bytesPerSecond: 65536)
+        c.limiter = limiter
+        let before = s.writeTimes.count
+        let frame = Message.blockData(.init(offset: 0, rawLength: 160 * 1024, encoding: .raw, sha256: [UInt8](repeating: 1, count: 32),
+                                            payload: [UInt8](repeating: 7, count: 160 * 1024)))
+        let start = MessageChannel.now()
+        try c.send(frame)
+        let elapsed = MessageChannel.now() - start
+        let writes = Array(s.writeTimes.dropFirst(before))
+        XCTAssertEqual(writes.reduce(0) { $0 + $1.1 }, frame.encodedFrame().count)
+        XCTAssertEqual(elapsed, Double(160 * 1024) / 65536, accuracy: 0.4, "paced at the rate")
+        let gaps = zip(writes, writes.dropFirst()).map { $1.0 - $0.0 }
+        XCTAssertLessThan(gaps.max() ?? 0, 0.25, "a silence on the wire")
+        XCTAssertLessThanOrEqual(writes.map(\.1).max() ?? 0, limiter.chunkSize)
+        XCTAssertEqual(s.writtenMessages.last, frame)
     }
 
     func testTheHeartbeatSkipsBeatsWhileTheStreamWouldBlock() throws {
