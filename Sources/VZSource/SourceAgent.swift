@@ -60,10 +60,10 @@ public final class SourceAgent {
         let queue = DiskQueue(count: job.disks.count)
         let sessions = min(job.parallelDisks, job.disks.count)
         let done = DispatchGroup()
-        for worker in 0..<sessions {
+        for _ in 0..<sessions {
             done.enter()
             let body = { [self] in
-                runSession(worker: worker, sources: sources, queue: queue, limiter: limiter, outcomes: outcomes, passStarted: passStarted)
+                runSession(sources: sources, queue: queue, limiter: limiter, outcomes: outcomes, passStarted: passStarted)
                 done.leave()
             }
             // Each session replicates its disks in turn; the disks' own pipelines have their threads.
@@ -150,7 +150,7 @@ public final class SourceAgent {
 
     /// One session's share of the job: disks from the queue, one after the other, until the
     /// queue is empty or some disk failed (then no new disk starts; the others are `skipped`).
-    private func runSession(worker: Int, sources: [SourceDisk], queue: DiskQueue, limiter: BandwidthLimiter?,
+    private func runSession(sources: [SourceDisk], queue: DiskQueue, limiter: BandwidthLimiter?,
                             outcomes: DiskOutcomes, passStarted: PassStartedEvent) {
         var session: TargetSession?
         while let i = queue.next() {
@@ -215,11 +215,14 @@ public final class SourceAgent {
             if case let .committed(r) = o.state { return r }
             return nil
         }
-        events.emit(event, ["ok": code == .ok, "exitCode": Int(code.rawValue), "disksCommitted": committed.count,
-                                      "seconds": Date().timeIntervalSince(started),
-                                      "sentBytes": committed.reduce(0) { $0 + $1.sentBytes },
-                                      "changedBytes": committed.reduce(0) { $0 + $1.changedBytes },
-                                      "disks": all.map(\.eventFields)])
+        var fields: [String: Any] = ["ok": code == .ok, "exitCode": Int(code.rawValue), "seconds": Date().timeIntervalSince(started),
+                                     "disks": all.map(\.eventFields)]
+        if event == "pass-finished" {
+            fields["disksCommitted"] = committed.count
+            fields["sentBytes"] = committed.reduce(0) { $0 + $1.sentBytes }
+            fields["changedBytes"] = committed.reduce(0) { $0 + $1.changedBytes }
+        }
+        events.emit(event, fields)
         return code
     }
 }
