@@ -285,6 +285,40 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
     }
 
+    /// A target of protocol version 2 has no read-only mode: `plan` refuses it by name before it
+    /// opens any disk (versionMismatch, exit 4), and ends the session cleanly. (A stand-in target
+    /// that answers hello like a version-2 agent and records what it was sent.)
+    func testPlanAgainstAVersionTwoTargetIsAVersionMismatch() throws {
+        let src = try randomDisk("d", size: 1 << 20, seed: 81)
+        let received = h.dir + "/received.bin"
+        let fake = """
+        import sys
+        ack = b"\\x05\\x000.0.9"
+        sys.stdout.buffer.write(b"VZREPL/2 vzrepl-target 0.0.9\\n" + b"\\x56\\x5a\\x02\\x00" + len(ack).to_bytes(4, "little") + ack)
+        sys.stdout.buffer.flush()
+        open(sys.argv[1], "wb").write(sys.stdin.buffer.read())
+        """
+        let obj: [String: Any] = ["job": "vm1", "target": ["transport": "exec", "command": ["/usr/bin/python3", "-c", fake, received],
+                                                           "idleTimeoutSeconds": 10],
+                                  "disks": [["name": "disk0", "source": src]]]
+        let job = h.dir + "/job-v2.json"
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: job))
+        let r = try AgentHarness.run([AgentHarness.source, "plan", "--job", job, "--log-file", h.dir + "/source.log"], timeout: 60)
+        XCTAssertEqual(r.status, 4, r.stdout + r.stderr)
+        let e = try XCTUnwrap(r.events("error").first, r.stdout)
+        XCTAssertEqual(e["kind"] as? String, "versionMismatch")
+        XCTAssertTrue((e["message"] as? String ?? "").contains("protocol version 2"), "\(e)")
+        XCTAssertTrue(r.events("disk-plan").isEmpty)
+        // What the stand-in got: the banner, hello and bye — no openDisk.
+        var bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: received))) ?? Data())
+        bytes.removeFirst((bytes.firstIndex(of: 0x0A) ?? 0) + 1)
+        var dec = FrameDecoder()
+        dec.append(bytes)
+        var types: [Message.MessageType] = []
+        while let f = try dec.nextFrame() { types.append(try Message.decode(f).type) }
+        XCTAssertEqual(types.filter { $0 != .keepalive }, [.hello, .bye])
+    }
+
     /// The target refuses a block for a disk opened read-only, and writes nothing.
     func testTheTargetRefusesAWriteToAReadOnlyDisk() throws {
         let src = try randomDisk("d", size: 1 << 20, seed: 71)
