@@ -165,7 +165,8 @@ struct Plan: ParsableCommand {
         abstract: "Show what a pass would read and send, per disk, without changing anything on the target.",
         discussion: """
         Opens every disk of the job read-only on the target (protocol version 3): the target reports \
-        each disk's map and creates, writes and locks nothing. The source then reads, hashes and \
+        each disk's map and creates or writes nothing (it holds the disk's lock shared while it reads the map). \
+        The source then reads, hashes and \
         compresses like a pass and counts instead of sending. stdout: JSON lines plan-started, \
         disk-plan (one per disk), volumes (ABM), disk-progress, error, plan-finished (Docs/events.md). \
         Exit codes as for replicate; a target of protocol version 2 cannot plan (exit 4, versionMismatch).

@@ -283,6 +283,16 @@ final class OperationsTests: XCTestCase {
             XCTAssertEqual(Self.number(plan[key]), Self.number(f[key]), "\(key): plan \(plan[key] ?? "-"), pass \(f[key] ?? "-")")
         }
         XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
+
+        // With the map gone the target hashes its replica to plan (read-only) and still writes
+        // nothing: no new map, no temp file.
+        try FileManager.default.removeItem(atPath: h.root + "/vm1/disk0.vzmap")
+        let withoutMap = try snapshot(h.root)
+        let rebuilt = try AgentHarness.run([AgentHarness.source, "plan", "--job", job, "--log-file", h.dir + "/source.log"], timeout: 60)
+        XCTAssertEqual(rebuilt.status, 0, rebuilt.stdout + rebuilt.stderr)
+        XCTAssertEqual(rebuilt.events("disk-plan").first?["mapStatus"] as? String, "rebuilt")
+        XCTAssertEqual(rebuilt.events("disk-plan").first?["dataBlocks"] as? Int, 0, "the replica equals the source")
+        XCTAssertEqual(try snapshot(h.root), withoutMap, "plan changed the target's root")
     }
 
     /// A target of protocol version 2 has no read-only mode: `plan` refuses it by name before it
