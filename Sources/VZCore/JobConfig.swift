@@ -23,6 +23,15 @@ public struct JobConfig: Codable, Equatable, Sendable {
     /// chain link outside the disk's folder (a linked clone's base) is read only inside one of
     /// these, and `/vmfs/volumes/<name>/…` paths are read from the mount (Docs/job-file.md).
     public var datastores: [String: String]
+    /// Bytes per second the source may write to the wire, for the whole job (parallel disks share
+    /// it); nil: no limit. At least `minBandwidthLimit`.
+    public var bandwidthLimit: UInt64?
+    /// How many disks of the job replicate at once, each in its own session (default 1).
+    public var parallelDisks: Int
+
+    /// Below this a block frame could not arrive within the target's frame timeout.
+    public static let minBandwidthLimit: UInt64 = 65536
+    public static let maxParallelDisks = 16
 
     /// The working directory a job uses when its file names none.
     public static func defaultWorkDir(job: String) -> String { "/var/lib/vzrepl/work/\(job)/" }
@@ -153,16 +162,17 @@ public struct JobConfig: Codable, Equatable, Sendable {
     /// The top-level fields of a job file; any other is refused (one case per field).
     private enum CodingKeys: String, CodingKey, CaseIterable {
         case job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay
-        case datastores
+        case datastores, bandwidthLimit, parallelDisks
     }
 
     public init(job: String, mode: ReplicationMode = .differential, blockSize: UInt32 = JobConfig.defaultBlockSize,
                 whitespace: Bool = true, target: TargetConfig, disks: [DiskConfig], abm: Bool = false, workDir: String? = nil,
-                abmJournalOverlay: Bool = false, datastores: [String: String] = [:]) {
+                abmJournalOverlay: Bool = false, datastores: [String: String] = [:], bandwidthLimit: UInt64? = nil,
+                parallelDisks: Int = 1) {
         self.job = job; self.mode = mode; self.blockSize = blockSize; self.whitespace = whitespace
         self.target = target; self.disks = disks; self.abm = abm; self.workDir = workDir
-        self.abmJournalOverlay = abmJournalOverlay
-        self.datastores = datastores
+        self.abmJournalOverlay = abmJournalOverlay; self.datastores = datastores
+        self.bandwidthLimit = bandwidthLimit; self.parallelDisks = parallelDisks
     }
 
     public init(from decoder: Decoder) throws {
@@ -183,6 +193,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
         workDir = try c.decodeIfPresent(String.self, forKey: .workDir)
         abmJournalOverlay = try c.decodeIfPresent(Bool.self, forKey: .abmJournalOverlay) ?? false
         datastores = try c.decodeIfPresent([String: String].self, forKey: .datastores) ?? [:]
+        bandwidthLimit = try c.decodeWholeNumber(UInt64.self, forKey: .bandwidthLimit)
+        parallelDisks = try c.decodeWholeNumber(Int.self, forKey: .parallelDisks) ?? 1
     }
 
     /// Parses and validates a job file's bytes; every error is `.badJobFile` and names
@@ -241,6 +253,18 @@ public struct JobConfig: Codable, Equatable, Sendable {
         if let why = NameRules.problem(with: job) { return ("job", why) }
         if let why = BlockSize.problem(with: blockSize) { return ("blockSize", why) }
         guard !disks.isEmpty else { return ("disks", "the job has no disks") }
+        if let limit = bandwidthLimit {
+            guard limit >= JobConfig.minBandwidthLimit else {
+                return ("bandwidthLimit", "\(limit) bytes per second is below the minimum of \(JobConfig.minBandwidthLimit) (64 KiB/s)")
+            }
+            // A block frame must arrive well within the target's frame timeout (120 s by default).
+            guard limit >= (UInt64(blockSize) + 59) / 60 else {
+                return ("bandwidthLimit", "\(limit) bytes per second cannot carry one \(blockSize)-byte block within 60 s (half the target's default frame timeout): raise it to at least \((UInt64(blockSize) + 59) / 60) or use a smaller blockSize")
+            }
+        }
+        guard (1...JobConfig.maxParallelDisks).contains(parallelDisks) else {
+            return ("parallelDisks", "\(parallelDisks) is not from 1 to \(JobConfig.maxParallelDisks)")
+        }
         if let w = workDir {
             guard w.hasPrefix("/") else { return ("workDir", "'\(w)' is not an absolute path") }
             guard !w.split(separator: "/").contains(".."), !w.utf8.contains(0), w.utf8.count <= 1024 else {

@@ -27,8 +27,10 @@ public enum Message: Equatable, Sendable {
     /// map, flushing a replica), so the peer's idle timeout only fires for a dead peer.
     case keepalive
     /// Either way (protocol version 2): like a keepalive, and the sender's work count, which
-    /// grows while a long step advances. A count that did not grow is only a keepalive.
-    case progress(UInt64)
+    /// grows while a long step advances. A count that did not grow is only a keepalive. From
+    /// protocol version 3 it may also say which step the sender is in (`step`, trailing fields
+    /// sent only to a version-3 peer).
+    case progress(UInt64, step: WorkStep? = nil)
     /// S>T (protocol version 3): every disk of the job, sent once after helloAck and before the
     /// first openDisk, by every session of the job; the target compares it with the set it
     /// recorded for the job before anything is written.
@@ -50,9 +52,16 @@ public enum Message: Equatable, Sendable {
         public var capacity: UInt64
         public var blockSize: UInt32
         public var mode: ReplicationMode
-        public init(disk: String, capacity: UInt64, blockSize: UInt32, mode: ReplicationMode) {
-            self.disk = disk; self.capacity = capacity; self.blockSize = blockSize; self.mode = mode
+        /// Protocol version 3 (`vzrepl-source plan`): report the disk's state and map and change
+        /// nothing — no replica, journal, map or lock file is created or written; the target
+        /// refuses every block, zero extent and commit for the disk. Sent as a trailing flags
+        /// byte (bit 0), only when set, so a version-2 frame is unchanged.
+        public var readOnly: Bool
+        public init(disk: String, capacity: UInt64, blockSize: UInt32, mode: ReplicationMode, readOnly: Bool = false) {
+            self.disk = disk; self.capacity = capacity; self.blockSize = blockSize; self.mode = mode; self.readOnly = readOnly
         }
+        /// The trailing flags byte's bits.
+        public static let readOnlyFlag: UInt8 = 1
     }
 
     public struct DiskState: Equatable, Sendable {
@@ -146,6 +155,7 @@ public enum Message: Equatable, Sendable {
             w.string(version)
         case let .openDisk(o):
             w.string(o.disk); w.u64(o.capacity); w.u32(o.blockSize); w.u8(o.mode.wireValue)
+            if o.readOnly { w.u8(OpenDisk.readOnlyFlag) }
         case let .diskState(s):
             w.u8(s.mapStatus.rawValue); w.u64(s.generation); w.u64(s.entryCount)
             // The reader takes at most 4096 bytes of note (a long datastore path could exceed it).
@@ -162,8 +172,9 @@ public enum Message: Equatable, Sendable {
             w.u64(scanned)
         case let .diskCommitted(c):
             w.u64(c.generation); w.u64(c.changedBytes); w.u64(c.zeroBytes)
-        case let .progress(count):
+        case let .progress(count, step):
             w.u64(count)
+            if let step { w.u8(step.phase.rawValue); w.u64(step.done); w.u64(step.total) }
         case let .diskSet(disks):
             w.u16(UInt16(clamping: disks.count))
             for d in disks.prefix(Message.maxDiskSetEntries) { w.string(d.name); w.u64(d.capacity) }
@@ -221,7 +232,14 @@ public enum Message: Equatable, Sendable {
             let blockSize = try r.u32("blockSize")
             let modeByte = try r.u8("mode")
             guard let mode = ReplicationMode(wireValue: modeByte) else { throw r.fail("mode", "unknown mode \(modeByte)") }
-            m = .openDisk(OpenDisk(disk: disk, capacity: capacity, blockSize: blockSize, mode: mode))
+            var readOnly = false
+            if r.remaining > 0 {
+                // Version 3: flags.
+                let flags = try r.u8("flags")
+                guard flags & ~OpenDisk.readOnlyFlag == 0 else { throw r.fail("flags", "unknown flags 0x\(String(flags, radix: 16))") }
+                readOnly = flags & OpenDisk.readOnlyFlag != 0
+            }
+            m = .openDisk(OpenDisk(disk: disk, capacity: capacity, blockSize: blockSize, mode: mode, readOnly: readOnly))
         case .diskState:
             let sb = try r.u8("mapStatus")
             guard let status = DiskState.MapStatus(rawValue: sb) else { throw r.fail("mapStatus", "unknown status \(sb)") }
@@ -263,7 +281,12 @@ public enum Message: Equatable, Sendable {
         case .keepalive:
             m = .keepalive
         case .progress:
-            m = .progress(try r.u64("count"))
+            let count = try r.u64("count")
+            guard r.remaining > 0 else { m = .progress(count); break }
+            // Version 3: the step the sender is in.
+            let pb = try r.u8("phase")
+            guard let phase = WorkStep.Phase(rawValue: pb) else { throw r.fail("phase", "unknown phase \(pb)") }
+            m = .progress(count, step: WorkStep(phase, done: try r.u64("done"), total: try r.u64("total")))
         case .diskSet:
             let count = Int(try r.u16("count"))
             guard count >= 1, count <= maxDiskSetEntries else { throw r.fail("count", "\(count) disks, a job has 1 to \(maxDiskSetEntries)") }

@@ -17,13 +17,16 @@ public struct DiskResult: Sendable {
     public var zeroBytes: UInt64 = 0
     public var sentBytes: UInt64 = 0
     public var dataBlocks: UInt64 = 0
+    /// Every byte this disk's session wrote to the transport for it (frames, headers, map
+    /// requests): what `bandwidthLimit` limits.
+    public var wireBytes: UInt64 = 0
     public var seconds: Double = 0
     public var generation: UInt64 = 0
     public var mapStatus = "valid"
 
     var eventFields: [String: Any] {
         ["disk": disk, "mode": mode.rawValue, "capacityBytes": capacityBytes, "scannedBytes": scannedBytes,
-         "changedBytes": changedBytes, "activeBytes": activeBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks,
+         "changedBytes": changedBytes, "activeBytes": activeBytes, "zeroBytes": zeroBytes, "sentBytes": sentBytes, "dataBlocks": dataBlocks, "wireBytes": wireBytes,
          "seconds": (seconds * 1000).rounded() / 1000, "generation": generation, "mapStatus": mapStatus]
     }
 }
@@ -60,7 +63,14 @@ final class DiskReplicator {
 
     func run(session: inout SourceSessionStateMachine) throws -> DiskResult {
         let started = Date()
+        let wireAtStart = channel.bytesSent
         var result = DiskResult(disk: disk.name, mode: job.mode, capacityBytes: reader.capacity)
+        let progress = DiskProgress(disk: disk.name, capacity: reader.capacity, events: events)
+        // While the target opens the disk (waits for its lock, recovers, rebuilds a map) it sends
+        // only heartbeats: each can be a progress event.
+        var waiting = "map"
+        channel.onPeerBeat = { progress.targetBeat($0, waitingIn: waiting) }
+        defer { channel.onPeerBeat = nil }
         try channel.send(.openDisk(.init(disk: disk.name, capacity: reader.capacity, blockSize: job.blockSize, mode: job.mode)),
                          in: &session)
         let (state, map) = try receiveMap(&session)
@@ -92,8 +102,9 @@ final class DiskReplicator {
         let encoder = BlockEncoder(reader: reader, map: map, plan: plan)
         let pipeline = OrderedPipeline<PassPlan.Block, BlockVerdict>(workers: workers, depth: 4 * workers + 4) { try encoder.encode($0) }
         var pendingZero: Extent?
-        var lastProgress = Date()
         let blockCount = plan.candidateBlockCount
+        progress.bytesTotal = plan.candidateBytes
+        progress.blocks = blockCount
         var bytesDone: UInt64 = 0
 
         func flushZero() throws {
@@ -133,20 +144,14 @@ final class DiskReplicator {
                 done += 1
                 bytesDone += verdict.extent.length
                 try heartbeat.advance(by: verdict.extent.length)
-                if Date().timeIntervalSince(lastProgress) >= 1 {
-                    lastProgress = Date()
-                    events.emit("disk-progress", ["disk": disk.name, "blocksDone": done, "blocks": blockCount,
-                                                  "scannedBytes": result.scannedBytes, "sentBytes": result.sentBytes,
-                                                  "zeroBytes": result.zeroBytes + (pendingZero?.length ?? 0),
-                                                  "capacityBytes": reader.capacity, "bytesDone": bytesDone,
-                                                  "bytesTotal": plan.candidateBytes,
-                                                  "percent": (Double(bytesDone) * 1000 / Double(Swift.max(plan.candidateBytes, 1))).rounded(.down) / 10])
-                }
+                progress.scanned(bytesDone: bytesDone, blocksDone: done, scannedBytes: result.scannedBytes, sentBytes: result.sentBytes,
+                                 zeroBytes: result.zeroBytes + (pendingZero?.length ?? 0))
             })
             try flushZero()
             if session.speaksDiskSets {
                 try channel.send(.diskChain((reader as? VMDKChain)?.sourceChain ?? []), in: &session)
             }
+            waiting = "commit"
             try channel.send(.commitDisk(scannedBytes: result.scannedBytes), in: &session)
             let answer = try channel.nextAction(of: &session)
             guard case let .committed(c) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
@@ -155,13 +160,14 @@ final class DiskReplicator {
         result.changedBytes = committed.changedBytes
         result.generation = committed.generation
         result.seconds = Date().timeIntervalSince(started)
+        result.wireBytes = channel.bytesSent - wireAtStart
         return result
     }
 
     /// The diskState and the map chunks that follow it; the session checks that they cover the
     /// disk exactly once, in order. The map is sized by our own capacity, never by a count from
     /// the peer.
-    private func receiveMap(_ session: inout SourceSessionStateMachine) throws -> (Message.DiskState, BlockMap) {
+    func receiveMap(_ session: inout SourceSessionStateMachine) throws -> (Message.DiskState, BlockMap) {
         var map = BlockMap(blockSize: job.blockSize, capacity: reader.capacity)
         let answer = try channel.nextAction(of: &session)
         guard case let .diskState(state, mapComplete) = answer else { throw SourceSessionStateMachine.unexpected(answer) }

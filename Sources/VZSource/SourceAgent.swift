@@ -5,7 +5,8 @@ import VZPlatform
 import VZWire
 
 /// `vzrepl-source replicate`: one pass over every disk of a job. Emits the JSON-lines events and
-/// returns the exit code the controlling server reads (Docs/events.md).
+/// returns the exit code the controlling server reads (Docs/events.md). The disks replicate
+/// `parallelDisks` at a time, each committing on its own; one that fails rolls back only itself.
 public final class SourceAgent {
     public static let agentName = "vzrepl-source"
 
@@ -47,122 +48,182 @@ public final class SourceAgent {
     /// Runs the pass; never throws: every failure becomes an `error` event and an exit code.
     public func replicate() -> ExitCode {
         let started = Date()
-        events.emit("pass-started", ["mode": job.mode.rawValue, "disks": job.disks.map(\.name), "blockSize": job.blockSize,
-                                     "transport": job.target.transport.rawValue, "sourceVersion": version])
-        var results: [DiskResult] = []
-        var current: String?
-        var stream: ByteStream?
-        var greeted = false  // the target's banner arrived
+        let outcomes = DiskOutcomes(disks: job.disks.map(\.name))
+        let passStarted = PassStartedEvent(job: job, version: version, events: events)
+        let sources: [SourceDisk]
         do {
-            // Open every disk first: a missing or resized disk fails the pass before anything is sent.
-            let sources = try job.disks.map { d -> SourceDisk in
-                current = d.name
+            sources = try openSources(outcomes: outcomes, passStarted: passStarted)
+        } catch {
+            return finish(outcomes, passStarted: passStarted, started: started)
+        }
+        let limiter = job.bandwidthLimit.map { BandwidthLimiter(bytesPerSecond: $0) }
+        let queue = DiskQueue(count: job.disks.count)
+        let sessions = min(job.parallelDisks, job.disks.count)
+        let done = DispatchGroup()
+        for _ in 0..<sessions {
+            done.enter()
+            let body = { [self] in
+                runSession(sources: sources, queue: queue, limiter: limiter, outcomes: outcomes, passStarted: passStarted)
+                done.leave()
+            }
+            // Each session replicates its disks in turn; the disks' own pipelines have their threads.
+            if sessions == 1 {
+                body()
+            } else {
+                let t = Thread { body() }
+                t.stackSize = 8 << 20
+                t.start()
+            }
+        }
+        done.wait()
+        return finish(outcomes, passStarted: passStarted, started: started)
+    }
+
+    /// `vzrepl-source plan`: per disk, what a pass would read and send (`disk-plan`), through one
+    /// session whose disks are all opened read-only: the target changes nothing. Needs a target
+    /// of protocol version 3 (older ones have no read-only mode: `versionMismatch`, exit 4).
+    public func plan() -> ExitCode {
+        let started = Date()
+        let outcomes = DiskOutcomes(disks: job.disks.map(\.name))
+        let planStarted = PassStartedEvent(job: job, version: version, events: events, name: "plan-started")
+        guard let sources = try? openSources(outcomes: outcomes, passStarted: planStarted) else {
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        let session: TargetSession
+        do {
+            session = try TargetSession.open(job: job, version: version, limiter: nil, diskSet: nil, logger: logger)
+        } catch {
+            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            outcomes.fail(0, e)
+            reportError(e, disk: nil, passStarted: planStarted)
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        guard session.targetProtocolVersion >= 3 else {
+            let e = VZError(.versionMismatch, "the target agent (\(session.targetVersion)) speaks protocol version \(session.targetProtocolVersion), which has no read-only mode: a plan needs version 3 or later; upgrade the target VA (a pass still works)")
+            outcomes.fail(0, e)
+            reportError(e, disk: nil, passStarted: planStarted)
+            session.end(logger: logger)
+            return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+        }
+        planStarted.emit(target: session)
+        for (i, d) in job.disks.enumerated() {
+            let replicator = DiskReplicator(disk: d, reader: sources[i].reader, job: job, channel: session.channel, events: events,
+                                            logger: logger, workers: workers, keepTemp: keepTemp)
+            replicator.startedFields = sources[i].eventFields
+            do {
+                let fields = try session.run { try replicator.plan(session: &$0.machine) }
+                outcomes.planned(i)
+                events.emit("disk-plan", fields)
+            } catch {
+                let e = error as? VZError ?? VZError(.internal, "\(error)")
+                outcomes.fail(i, e)
+                reportError(e, disk: d.name, passStarted: planStarted)
+                session.abandon(logger: logger)
+                return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+            }
+        }
+        session.end(logger: logger)
+        return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
+    }
+
+    /// Opens every disk first: a missing or resized disk fails the pass before anything is sent.
+    private func openSources(outcomes: DiskOutcomes, passStarted: PassStartedEvent) throws -> [SourceDisk] {
+        var sources: [SourceDisk] = []
+        for (i, d) in job.disks.enumerated() {
+            do {
                 let source = try SourceReaderFactory.open(d, datastores: job.datastores)
                 for line in source.notes { logger.info("disk \(d.name): \(line)") }
                 let r = source.reader
                 if let want = d.capacityBytes, want != r.capacity {
                     throw VZError(.hardwareChanged, "disk '\(d.name)' (\(d.source)) has \(r.capacity) bytes, the job was configured for \(want): the VM's hardware changed. Reconfigure the target VM's disk the same way (vzrepl-target resize for a grown disk) and update capacityBytes in the job, then run the pass again")
                 }
-                return source
+                sources.append(source)
+            } catch {
+                let e = error as? VZError ?? VZError(.internal, "\(error)")
+                outcomes.fail(i, e)
+                reportError(e, disk: d.name, passStarted: passStarted)
+                throw e
             }
-            current = nil
-            let transport = try TransportFactory.connect(job.target, logger: logger)
-            stream = transport
-            let channel = MessageChannel(stream: transport, peerName: "target", limits: TransportFactory.limits(job.target))
-            let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
-            greeted = true
-            // The session's rules live in the state machine; this loop only carries out its actions.
-            var session = SourceSessionStateMachine(peerProtocolVersion: channel.peerProtocolVersion)
-            // A target that refuses at once (its root is missing) may be gone before hello is
-            // written: its error frame then says why, not the broken pipe.
-            try withTargetExplanation(channel) {
-                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &session)
+        }
+        return sources
+    }
+
+    /// One session's share of the job: disks from the queue, one after the other, until the
+    /// queue is empty or some disk failed (then no new disk starts; the others are `skipped`).
+    private func runSession(sources: [SourceDisk], queue: DiskQueue, limiter: BandwidthLimiter?,
+                            outcomes: DiskOutcomes, passStarted: PassStartedEvent) {
+        var session: TargetSession?
+        while let i = queue.next() {
+            let d = job.disks[i]
+            if session == nil {
+                do {
+                    let diskSet = zip(job.disks, sources).map { Message.DiskSetEntry(name: $0.name, capacity: $1.reader.capacity) }
+                    let s = try TargetSession.open(job: job, version: version, limiter: limiter, diskSet: diskSet, logger: logger)
+                    passStarted.emit(target: s)
+                    session = s
+                } catch {
+                    // Not the disk's fault: the error has no `disk`, the disk counts as failed.
+                    let e = error as? VZError ?? VZError(.internal, "\(error)")
+                    outcomes.fail(i, e)
+                    queue.stop()
+                    reportError(e, disk: nil, passStarted: passStarted)
+                    return
+                }
             }
-            let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
-            guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
-            logger.info("connected to \(targetVersion) (\(banner))")
-            // Every session of the job sends the job's whole disk set, so the target can refuse a
-            // changed one before anything is written (a version-2 target is not told).
-            if session.speaksDiskSets {
-                let set = zip(job.disks, sources).map { Message.DiskSetEntry(name: $0.name, capacity: $1.reader.capacity) }
-                try withTargetExplanation(channel) { try channel.send(.diskSet(set), in: &session) }
-            } else {
-                logger.notice("the target speaks protocol \(channel.peerProtocolVersion): it is not sent the job's disk set (an added or removed disk is not detected) nor the source chains")
-            }
-            for (d, source) in zip(job.disks, sources) {
-                current = d.name
-                let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,
-                                                logger: logger, workers: workers, keepTemp: keepTemp)
-                replicator.startedFields = source.eventFields
-                let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
-                results.append(r)
+            guard let s = session else { return }
+            let replicator = DiskReplicator(disk: d, reader: sources[i].reader, job: job, channel: s.channel, events: events,
+                                            logger: logger, workers: workers, keepTemp: keepTemp)
+            replicator.startedFields = sources[i].eventFields
+            do {
+                let r = try s.run { try replicator.run(session: &$0.machine) }
+                outcomes.commit(i, r)
                 events.emit("disk-finished", r.eventFields)
                 logger.info("disk \(d.name) committed: generation \(r.generation), scanned \(r.scannedBytes), changed \(r.changedBytes), zero \(r.zeroBytes), sent \(r.sentBytes) bytes in \(String(format: "%.2f", r.seconds)) s")
+            } catch {
+                let e = error as? VZError ?? VZError(.internal, "\(error)")
+                outcomes.fail(i, e)
+                queue.stop()
+                // The event first: closing may wait for the target agent to exit (bounded).
+                reportError(e, disk: d.name, passStarted: passStarted)
+                s.abandon(logger: logger)
+                return
             }
-            current = nil
-            try channel.send(.bye, in: &session)
-            transport.closeWrite()
-        } catch {
-            var e = error as? VZError ?? VZError(.internal, "\(error)")
-            if let s = stream { e = explainEnd(of: s, e, afterBanner: greeted) }
-            let code = ExitCode(for: e.kind)
-            logger.error("pass failed\(current.map { " on disk \($0)" } ?? ""): \(e)")
-            var fields: [String: Any] = ["kind": e.kind.rawValue, "message": e.message, "transient": e.isTransient,
-                                         "exitCode": Int(code.rawValue)]
-            if let d = current { fields["disk"] = d }
-            // The event first: closing may wait for the target agent to exit (bounded).
-            events.emit("error", fields)
-            finish(stream)
-            events.emit("pass-finished", ["ok": false, "exitCode": Int(code.rawValue), "disksCommitted": results.count,
-                                          "seconds": Date().timeIntervalSince(started)])
-            return code
         }
-        finish(stream)
-        events.emit("pass-finished", ["ok": true, "exitCode": 0, "disksCommitted": results.count,
-                                      "seconds": Date().timeIntervalSince(started),
-                                      "sentBytes": results.reduce(0) { $0 + $1.sentBytes },
-                                      "changedBytes": results.reduce(0) { $0 + $1.changedBytes }])
-        return .ok
+        session?.end(logger: logger)
     }
 
-    /// Closes the transport (bounded: an exec child that does not exit is stopped) and logs it
-    /// when the target agent had to be stopped.
-    private func finish(_ stream: ByteStream?) {
-        guard let stream else { return }
-        stream.close()
-        if let exit = stream.peerExit(waitingUpTo: 0), exit.forcedBy != nil {
-            logger.warning("the target agent \(exit)")
-        }
+    private func reportError(_ e: VZError, disk: String?, passStarted: PassStartedEvent) {
+        let code = ExitCode(for: e.kind)
+        logger.error("pass failed\(disk.map { " on disk \($0)" } ?? ""): \(e)")
+        var fields: [String: Any] = ["kind": e.kind.rawValue, "message": e.message, "transient": e.isTransient,
+                                     "exitCode": Int(code.rawValue)]
+        if let disk { fields["disk"] = disk }
+        passStarted.emit(target: nil)
+        events.emit("error", fields)
     }
 
-    /// A lost connection often means the target agent died, or never started: when the
-    /// transport knows how the agent ended, say so. Ended before its banner (not found, a
-    /// missing library, bad arguments) is `targetUnavailable`, which no retry will fix.
-    private func explainEnd(of stream: ByteStream, _ e: VZError, afterBanner: Bool) -> VZError {
-        guard e.kind == .connectionLost || e.kind == .timeout else { return e }
-        // EOF on its stdout comes an instant before its exit status: give it a moment.
-        guard let exit = stream.peerExit(waitingUpTo: e.kind == .connectionLost ? 2 : 0) else { return e }
-        if !afterBanner && exit.signal == nil {
-            return VZError(.targetUnavailable, "the target agent \(exit.summary) before it sent its protocol banner: it is missing or cannot start\(exit.stderrNote) (\(e.message))")
+    /// `pass-finished`, with every disk's outcome. The exit code is that of the first disk (in
+    /// the job's order) that failed, 0 when every disk committed (Docs/events.md).
+    private func finish(_ outcomes: DiskOutcomes, passStarted: PassStartedEvent, started: Date,
+                        event: String = "pass-finished") -> ExitCode {
+        passStarted.emit(target: nil)
+        let all = outcomes.all
+        let code = all.compactMap { o -> ExitCode? in
+            if case let .failed(e) = o.state { return ExitCode(for: e.kind) }
+            return nil
+        }.first ?? .ok
+        let committed = all.compactMap { o -> DiskResult? in
+            if case let .committed(r) = o.state { return r }
+            return nil
         }
-        if e.message.contains(exit.summary) { return e }
-        return VZError(.connectionLost, "\(e.message) — the target agent \(exit)")
-    }
-
-    private func receiveOrExplain(_ channel: MessageChannel, _ what: String) throws -> Message {
-        try withTargetExplanation(channel) { try channel.expect(what) }
-    }
-
-    /// When sending fails because the target hung up, the target usually said why first: read
-    /// its error frame and report that instead of a bare "broken pipe".
-    private func withTargetExplanation<T>(_ channel: MessageChannel, _ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let e as VZError where e.kind == .connectionLost {
-            while let m = try? channel.receive() {
-                if case let .error(kind, message) = m { throw SourceSessionStateMachine.peerError(kind: kind, message: message) }
-            }
-            throw e
+        var fields: [String: Any] = ["ok": code == .ok, "exitCode": Int(code.rawValue), "seconds": Date().timeIntervalSince(started),
+                                     "disks": all.map(\.eventFields)]
+        if event == "pass-finished" {
+            fields["disksCommitted"] = committed.count
+            fields["sentBytes"] = committed.reduce(0) { $0 + $1.sentBytes }
+            fields["changedBytes"] = committed.reduce(0) { $0 + $1.changedBytes }
         }
+        events.emit(event, fields)
+        return code
     }
 }

@@ -51,6 +51,23 @@ final class DiskLock {
         return "pid \(pid)"
     }
 
+    /// For a read-only session (`plan`): the lock shared, so no pass writes the disk while its
+    /// map is read, and without creating or writing the lock file — nil when there is none (no
+    /// pass ever ran for the disk). Waits up to `wait` seconds for a pass that holds it.
+    static func acquireShared(directory: Directory, files: DiskFiles, wait: Double) throws -> DiskLock? {
+        guard let f = try directory.openIfExists(files.lock, flags: O_RDONLY) else { return nil }
+        let deadline = Date().addingTimeInterval(wait)
+        while true {
+            let (r, e) = Syscall.retrying { flock(f.fd, LOCK_SH | LOCK_NB) }
+            if r == 0 { return DiskLock(file: f) }
+            guard e == EWOULDBLOCK else { throw Syscall.error("flock", f.path, e, kind: .replicaIO) }
+            if Date() >= deadline {
+                throw VZError(.locked, "disk '\(files.disk)' is being written by another session (\(holder(of: f))); its plan can be made once that pass is over")
+            }
+            usleep(100_000)
+        }
+    }
+
     /// Releases the lock (closing the descriptor does it; the file stays for the next session).
     func release() {
         _ = Syscall.retrying { flock(file.fd, LOCK_UN) }

@@ -67,31 +67,43 @@ final class DiskSession {
         let disk = request.disk
         if let why = NameRules.problem(withDisk: disk) { throw VZError(.pathOutsideRoot, "disk name \(why)") }
         let bs = request.blockSize
-        // Before any file exists and before the map is allocated: the map is sized by the peer's claim.
-        let blocks = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
-        let mapBytes = blocks.multipliedReportingOverflow(by: UInt64(BlockMap.Entry.encodedSize))
-        guard !mapBytes.overflow, mapBytes.partialValue <= options.mapMemoryLimit else {
-            throw VZError(.targetRefused, "disk '\(disk)': a \(request.capacity)-byte disk at \(bs)-byte blocks has \(blocks) blocks, whose map would take \(mapBytes.overflow ? "more than 2^64" : "\(mapBytes.partialValue)") bytes of memory, more than this agent's limit of \(options.mapMemoryLimit) (`serve --map-memory-limit`); use a larger blockSize in the job, or raise the limit")
-        }
+        try DiskSession.checkMapMemory(request, limit: options.mapMemoryLimit)
 
         // Rebuilding a map, journaling, flushing gigabytes at the commit: none of it may look like
         // a dead target to the source's idle timeout, nor like a stuck one to its progress
         // timeout: the beats report this process's disk I/O as progress.
-        try channel.withHeartbeat(counting: DiskActivity.counter) { _ in try pass(disk: disk, blockSize: bs) }
+        // A version-3 source also hears which step it is (a lock wait, a map rebuilt by hashing).
+        try channel.withHeartbeat(counting: DiskActivity.counter) { heartbeat in
+            try pass(disk: disk, blockSize: bs, heartbeat: heartbeat)
+        }
     }
 
-    private func pass(disk: String, blockSize bs: UInt32) throws {
+    /// Before any file exists and before the map is allocated: the map is sized by the peer's claim.
+    static func checkMapMemory(_ request: Message.OpenDisk, limit: UInt64) throws {
+        let bs = request.blockSize
+        let blocks = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
+        let mapBytes = blocks.multipliedReportingOverflow(by: UInt64(BlockMap.Entry.encodedSize))
+        guard !mapBytes.overflow, mapBytes.partialValue <= limit else {
+            throw VZError(.targetRefused, "disk '\(request.disk)': a \(request.capacity)-byte disk at \(bs)-byte blocks has \(blocks) blocks, whose map would take \(mapBytes.overflow ? "more than 2^64" : "\(mapBytes.partialValue)") bytes of memory, more than this agent's limit of \(limit) (`serve --map-memory-limit`); use a larger blockSize in the job, or raise the limit")
+        }
+    }
+
+    private func pass(disk: String, blockSize bs: UInt32, heartbeat: Heartbeat) throws {
+        heartbeat.step = WorkStep(.waitingForLock)
         let lock = try DiskLock.acquire(directory: jobDirectory, files: files, wait: options.lockWait)
         defer { lock.release() }
+        heartbeat.step = WorkStep(.recover)
         // Only this disk: other disks are recovered at boot or by their own sessions, so a large
         // journal elsewhere never delays this session's answer.
         let recovered = try DatastoreRecovery.recoverLocked(store: store, job: job, files: files, logger: logger)
         if recovered.action != .nothingToDo { logger.notice("recovered an unfinished pass first: \(recovered.action) (\(recovered.reason))") }
         let entries = BlockMap.blockCount(capacity: request.capacity, blockSize: bs)
         try SpaceCheck.preflight(directory: jobDirectory, disk: disk, blockSize: bs, entries: Int(entries))
-        let (replica, loaded) = try openReplicaAndMap()
+        heartbeat.step = WorkStep(.map, total: request.capacity)
+        let (replica, loaded) = try openReplicaAndMap(heartbeat)
         logger.info("disk opened: \(replica.displayName), \(request.capacity) bytes, map \(loaded.state.mapStatus) generation \(loaded.state.generation)\(loaded.state.note.isEmpty ? "" : " (\(loaded.state.note))")")
         try sendMap(loaded)
+        heartbeat.step = WorkStep(.apply)
 
         var journal: PassJournal = NoJournal()
         let generation = loaded.state.generation + 1
@@ -106,6 +118,7 @@ final class DiskSession {
             var newMap = loaded.map
             let (applied, chain) = try apply(to: replica, journal: journal, map: &newMap)
             stats = applied
+            heartbeat.step = WorkStep(.commit)
             // Commit: the replica first, then the map that describes it, then the CID, then the journal.
             try replica.flush()
             try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
@@ -133,11 +146,12 @@ final class DiskSession {
         }
     }
 
-    private func openReplicaAndMap() throws -> (FlatReplica, MapStore.Loaded) {
+    private func openReplicaAndMap(_ heartbeat: Heartbeat) throws -> (FlatReplica, MapStore.Loaded) {
         if let replica = try store.open(files, expectedCapacity: request.capacity) {
             let loaded = try MapStore.load(directory: jobDirectory, files: files, replica: replica,
                                            blockSize: request.blockSize, workers: options.workers,
-                                           distrust: try store.outOfBandChange(of: replica), logger: logger)
+                                           distrust: try store.outOfBandChange(of: replica), logger: logger,
+                                           onHashed: { heartbeat.step = WorkStep(.map, done: $0, total: replica.capacity) })
             return (replica, loaded)
         }
         let replica = try store.create(files, capacity: request.capacity)

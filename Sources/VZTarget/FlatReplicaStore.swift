@@ -10,7 +10,12 @@ public final class FlatReplicaStore: ReplicaStore {
     public init(directory: Directory) { self.directory = directory }
 
     public func open(_ files: DiskFiles, expectedCapacity: UInt64?) throws -> FlatReplica? {
-        guard let f = try directory.openIfExists(files.flat, flags: O_RDWR) else { return nil }
+        try open(files, expectedCapacity: expectedCapacity, readOnly: false)
+    }
+
+    /// With `readOnly` (`plan`), the data file is opened O_RDONLY: a write through it would fail.
+    public func open(_ files: DiskFiles, expectedCapacity: UInt64?, readOnly: Bool) throws -> FlatReplica? {
+        guard let f = try directory.openIfExists(files.flat, flags: readOnly ? O_RDONLY : O_RDWR) else { return nil }
         let size = try f.size()
         if let want = expectedCapacity, size != want {
             throw VZError(.hardwareChanged, "disk '\(files.disk)': the source disk has \(want) bytes but its replica \(f.path) holds \(size): the VM's hardware changed. Reconfigure the target VM's disk to the new size (`vzrepl-target resize --job JOB --disk \(files.disk) --capacity \(want)` for a grown disk; or, to seed again, remove the replica's files \(files.descriptor), \(files.flat), \(files.map)), then run the pass again")

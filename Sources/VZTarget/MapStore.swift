@@ -18,12 +18,19 @@ enum MapStore {
     /// With `distrust` (the replica was written out of band), the map is not read at all: the
     /// replica is hashed and the status is `replicaModified`.
     static func load(directory: Directory, files: DiskFiles, replica: some Replica, blockSize: UInt32,
-                     workers: Int, distrust: String? = nil, logger: Logger) throws -> Loaded {
+                     workers: Int, distrust: String? = nil, logger: Logger,
+                     onHashed: ((UInt64) -> Void)? = nil) throws -> Loaded {
+        // Rebuilding reports the bytes hashed so far (the source shows it as the map step).
+        let bs = UInt64(blockSize)
+        let capacity = replica.capacity
+        let progress: ((Int, BlockMap.Entry) throws -> Void)? = onHashed.map { report in
+            { index, _ in report(Swift.min(UInt64(index + 1) * bs, capacity)) }
+        }
         let path = "\(directory.path)/\(files.map)"
         if let why = distrust {
             let generation = (try? readHeader(directory: directory, files: files))?.header?.generation ?? 0
             logger.warning("replica modified out of band: \(why); not trusting its map, hashing the replica")
-            let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers)
+            let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers, onBlock: progress)
             return Loaded(map: map, state: .init(mapStatus: .replicaModified, generation: generation,
                                                  entryCount: UInt64(map.count), note: why))
         }
@@ -57,7 +64,7 @@ enum MapStore {
             note = e.message
         }
         logger.warning("map not trusted: \(note); rebuilding it by hashing the replica")
-        let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers)
+        let map = try ReplicaHasher.hash(replica, blockSize: blockSize, workers: workers, onBlock: progress)
         return Loaded(map: map, state: .init(mapStatus: .rebuilt, generation: generation, entryCount: UInt64(map.count), note: note))
     }
 

@@ -70,7 +70,8 @@ public final class TargetServer {
             logger.notice("the source speaks protocol \(channel.peerProtocolVersion): it sends no disk set, so an added or removed disk is not detected, and no source chain is recorded in .vzcid")
         }
         try channel.send(.helloAck(targetVersion: version), in: &session)
-        let jobDirectory = try root.subdirectory(job, create: true)
+        // Made at the first disk to be written: a read-only session (`plan`) creates nothing.
+        var jobDirectory: Directory?
         var diskOptions = DiskSession.Options()
         diskOptions.workers = options.workers
         diskOptions.journaled = options.journaled
@@ -81,16 +82,27 @@ public final class TargetServer {
         while true {
             let action = try channel.nextAction(of: &session)
             switch action {
+            case let .openDisk(request) where request.readOnly:
+                if jobDirectory == nil, root.exists(job) { jobDirectory = try root.subdirectory(job, create: false) }
+                let disk = DiskInspection(jobDirectory: jobDirectory, request: request, channel: channel,
+                                          session: session, options: diskOptions, logger: logger)
+                try disk.run()
+                session = disk.session
             case let .openDisk(request):
-                let disk = DiskSession(jobDirectory: jobDirectory, job: job, request: request, channel: channel,
+                let directory = try jobDirectory ?? root.subdirectory(job, create: true)
+                jobDirectory = directory
+                let disk = DiskSession(jobDirectory: directory, job: job, request: request, channel: channel,
                                        session: session, options: diskOptions, logger: logger)
                 try disk.run()
                 session = disk.session
             case let .checkDiskSet(disks):
                 // Before any disk is opened: a changed disk set fails the session with nothing written.
                 // Its fsyncs (or a wait for the job's lock) must not look like a dead target.
+                // Only a writing session sends one, so the job directory is made here at the latest.
+                let directory = try jobDirectory ?? root.subdirectory(job, create: true)
+                jobDirectory = directory
                 try channel.withHeartbeat(counting: DiskActivity.counter) { _ in
-                    try JobDiskSet.check(disks, directory: jobDirectory, job: job, rootPath: options.rootPath,
+                    try JobDiskSet.check(disks, directory: directory, job: job, rootPath: options.rootPath,
                                          lockWait: options.lockWait, logger: logger)
                 }
             case .end:

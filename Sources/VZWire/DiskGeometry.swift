@@ -10,6 +10,8 @@ public struct DiskGeometry: Equatable, Sendable, CustomStringConvertible {
     public let blockSize: UInt32
     /// ceil(capacity / blockSize): the map's entry count.
     public let blockCount: UInt64
+    /// Opened read-only (protocol version 3, `plan`): the map is reported, nothing is written.
+    public let readOnly: Bool
 
     /// A block frame's payload may exceed its raw length by this much (lz4 is only sent when it
     /// is smaller, so this is slack, not a need).
@@ -22,6 +24,7 @@ public struct DiskGeometry: Equatable, Sendable, CustomStringConvertible {
         capacity = request.capacity
         blockSize = request.blockSize
         blockCount = BlockMap.blockCount(capacity: request.capacity, blockSize: request.blockSize)
+        readOnly = request.readOnly
     }
 
     public var description: String { "disk '\(disk)'" }

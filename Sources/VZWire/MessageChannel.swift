@@ -44,6 +44,14 @@ public final class MessageChannel {
     private var lastReadAt = 0.0
     /// The highest work count the peer reported in a `progress` frame.
     private var peerProgress: UInt64 = 0
+    /// The step a version-3 peer said it is in, in its latest `progress` frame.
+    public private(set) var peerStep: WorkStep?
+    /// Called on the receiving thread for every keepalive and progress frame, with the peer's
+    /// step (nil from a version-1 or 2 peer): the source shows a target's long silences.
+    public var onPeerBeat: ((WorkStep?) -> Void)?
+    /// `bandwidthLimit`: paces every frame this channel writes (but heartbeats: they are tiny, and
+    /// must never wait past the peer's idle timeout). Shared by the sessions of one job.
+    public var limiter: BandwidthLimiter?
 
     public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload, limits: Limits = Limits()) {
         self.stream = stream
@@ -95,8 +103,23 @@ public final class MessageChannel {
     public func sendEncoded(_ frame: [UInt8]) throws {
         sendLock.lock()
         defer { sendLock.unlock() }
-        try stream.write(frame)
-        bytesSent += UInt64(frame.count)
+        guard let limiter else {
+            try stream.write(frame)
+            bytesSent += UInt64(frame.count)
+            return
+        }
+        // Paced in small pieces, so a large block frame is spread over time, not sent in a burst.
+        let chunk = limiter.chunkSize
+        var start = 0
+        try frame.withUnsafeBytes { raw in
+            while start < raw.count {
+                let end = min(start + chunk, raw.count)
+                limiter.wait(for: end - start)
+                try stream.write(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                bytesSent += UInt64(end - start)
+                start = end
+            }
+        }
     }
 
     /// Runs `body` while a thread sends a heartbeat every `interval` seconds, so a long step that
@@ -118,13 +141,17 @@ public final class MessageChannel {
         let finished = DispatchSemaphore(value: 0)
         let keepalive = Message.keepalive.encodedFrame()
         let withProgress = peerProtocolVersion >= 2
+        let withStep = peerProtocolVersion >= 3
         let thread = Thread { [self] in
             var reported: UInt64?
             while stop.wait(timeout: .now() + interval) == .timedOut {
                 let count = counter.value
-                let progressed = withProgress && count != reported
+                // To a version-3 peer every beat within a step says which (a count that did not
+                // grow is still only a keepalive to its progress timeout).
+                let step = withStep ? heartbeat.step : nil
+                let progressed = withProgress && (count != reported || step != nil)
                 do {
-                    if try sendBeat(progressed ? Message.progress(count).encodedFrame() : keepalive), progressed {
+                    if try sendBeat(progressed ? Message.progress(count, step: step).encodedFrame() : keepalive), progressed {
                         reported = count
                     }
                 } catch {
@@ -170,12 +197,15 @@ public final class MessageChannel {
                 let m = try Message.decode(frame, frameNumber: decoder.framesDecoded)
                 switch m {
                 case .keepalive:
+                    onPeerBeat?(nil)
                     continue
-                case let .progress(count):
+                case let .progress(count, step):
                     if count > peerProgress {
                         peerProgress = count
                         lastProgressAt = MessageChannel.now()
                     }
+                    peerStep = step
+                    onPeerBeat?(step)
                     continue
                 default:
                     return m
@@ -241,6 +271,14 @@ public final class Heartbeat: @unchecked Sendable {
     public let counter: ProgressCounter
     private let lock = NSLock()
     private var failure: Error?
+    private var currentStep: WorkStep?
+
+    /// The step the beats report to a version-3 peer (a beat goes out when it changes); nil:
+    /// none.
+    public var step: WorkStep? {
+        get { lock.lock(); defer { lock.unlock() }; return currentStep }
+        set { lock.lock(); currentStep = newValue; lock.unlock() }
+    }
 
     init(counter: ProgressCounter) { self.counter = counter }
 

@@ -26,6 +26,9 @@ public struct SourceSessionStateMachine: Sendable {
         case sendingBlocks(DiskGeometry)
         /// commitDisk sent; only diskCommitted is accepted.
         case awaitingCommit(DiskGeometry)
+        /// Between disks, after the whole map of a disk opened read-only arrived (`plan`): the
+        /// source sends openDisk or bye, never a block, zero extent or commit of that disk.
+        case inspected(DiskGeometry)
         /// bye sent, or the session failed.
         case ended
     }
@@ -75,17 +78,20 @@ public struct SourceSessionStateMachine: Sendable {
             diskSetSent = true
         case (_, .diskSet) where !speaksDiskSets, (_, .diskChain) where !speaksDiskSets:
             throw refusal(message, "to a version-\(peerProtocolVersion) target")
-        case let (.idle, .openDisk(request)):
+        case (.idle, .openDisk(let request)), (.inspected, .openDisk(let request)):
             guard let g = DiskGeometry(request) else { throw refusal(message, "with a block size of 0") }
-            guard diskSetSent || !speaksDiskSets else { throw refusal(message, "before diskSet") }
+            // A read-only open (plan) needs no disk set: it changes nothing the set guards.
+            guard diskSetSent || !speaksDiskSets || request.readOnly else { throw refusal(message, "before diskSet") }
             state = .awaitingDiskState(g)
             chainSent = false
         case (.sendingBlocks, .diskChain) where !chainSent:
             chainSent = true
         case (.sendingBlocks, .commitDisk) where speaksDiskSets && !chainSent:
             throw refusal(message, "before diskChain")
-        case (.idle, .bye):
+        case (.idle, .bye), (.inspected, .bye):
             state = .ended
+        case (.inspected(let g), .blockData), (.inspected(let g), .zeroExtent), (.inspected(let g), .commitDisk):
+            throw VZError(.internal, "source: refusing to send \(message.type) for \(g), which was opened read-only")
         case let (.sendingBlocks(g), .blockData(b)):
             if let problem = g.problem(with: b) { throw VZError(.internal, "source: refusing to send \(problem)") }
         case let (.sendingBlocks(g), .zeroExtent(e)):
@@ -154,7 +160,7 @@ public struct SourceSessionStateMachine: Sendable {
             guard s.entryCount == g.blockCount else {
                 throw VZError(.protocolViolation, "target: map of \(g) has \(s.entryCount) entries, the disk has \(g.blockCount) blocks")
             }
-            state = g.blockCount == 0 ? .sendingBlocks(g) : .receivingMap(g, next: 0)
+            state = g.blockCount == 0 ? afterMap(g) : .receivingMap(g, next: 0)
             return .diskState(s, mapComplete: g.blockCount == 0)
         case let (.receivingMap(g, next), .mapChunk(first, entries)):
             if let problem = g.problem(withMapChunkAt: first, count: entries.count, expected: next) {
@@ -162,7 +168,7 @@ public struct SourceSessionStateMachine: Sendable {
             }
             let after = next + UInt64(entries.count)
             let complete = after == g.blockCount
-            state = complete ? .sendingBlocks(g) : .receivingMap(g, next: after)
+            state = complete ? afterMap(g) : .receivingMap(g, next: after)
             return .mapChunk(firstIndex: Int(first), entries: entries, mapComplete: complete)
         case let (.awaitingCommit(g), .diskCommitted(c)):
             state = .idle(committed: g.disk)
@@ -171,6 +177,11 @@ public struct SourceSessionStateMachine: Sendable {
             throw VZError(.protocolViolation, "target: unexpected \(m.type) frame \(state.phrase)")
         }
     }
+}
+
+extension SourceSessionStateMachine {
+    /// Once the map is in: blocks for a disk being replicated, nothing for one opened read-only.
+    private func afterMap(_ g: DiskGeometry) -> State { g.readOnly ? .inspected(g) : .sendingBlocks(g) }
 }
 
 extension SourceSessionStateMachine.State {
@@ -185,6 +196,7 @@ extension SourceSessionStateMachine.State {
         case let .receivingMap(g, next): return "while waiting for the map of \(g) (entry \(next) of \(g.blockCount))"
         case let .sendingBlocks(g): return "while the source sends the blocks of \(g)"
         case let .awaitingCommit(g): return "while waiting for the commit of \(g)"
+        case let .inspected(g): return "between disks (after the map of \(g), opened read-only)"
         case .ended: return "after the session ended"
         }
     }

@@ -26,6 +26,10 @@ public struct TargetSessionStateMachine: Sendable {
         case receivingBlocks(DiskGeometry)
         /// commitDisk received; the target owes diskCommitted.
         case committing(DiskGeometry)
+        /// Between disks, after the whole map of a disk opened read-only was sent (`plan`,
+        /// protocol version 3): openDisk or bye; every blockData, zeroExtent and commitDisk is
+        /// refused, so nothing of that disk can be written.
+        case inspected(DiskGeometry)
         /// bye received, or the session failed: nothing is accepted any more.
         case ended
     }
@@ -95,7 +99,7 @@ public struct TargetSessionStateMachine: Sendable {
         switch state {
         case .ended: return .end
         case .awaitingHello: why = "while waiting for hello"
-        case .idle: why = "without bye"
+        case .idle, .inspected: why = "without bye"
         case let .receivingBlocks(g): why = "while waiting for blocks of \(g)"
         default: why = state.phrase
         }
@@ -123,8 +127,9 @@ public struct TargetSessionStateMachine: Sendable {
             throw violation(m, "from a version-\(peerProtocolVersion) source (\(m.type) is version 3)")
         case (.idle, .diskSet) where diskSet != nil:
             throw VZError(.protocolViolation, "source: a second diskSet")
-        case let (.idle, .openDisk(request)):
-            if speaksDiskSets {
+        case (.idle, .openDisk(let request)), (.inspected, .openDisk(let request)):
+            // A read-only open (plan) may come without a disk set: nothing it does is guarded by one.
+            if speaksDiskSets && !(request.readOnly && diskSet == nil) {
                 guard let set = diskSet else {
                     throw VZError(.protocolViolation, "source: openDisk (disk '\(request.disk)') before diskSet (a version-3 source sends the job's disk set first)")
                 }
@@ -135,9 +140,11 @@ public struct TargetSessionStateMachine: Sendable {
             state = .openingDisk(try TargetSessionStateMachine.accept(request))
             chainReceived = false
             return .openDisk(request)
-        case (.idle, .bye):
+        case (.idle, .bye), (.inspected, .bye):
             state = .ended
             return .end
+        case (.inspected(let g), .blockData), (.inspected(let g), .zeroExtent), (.inspected(let g), .commitDisk):
+            throw VZError(.protocolViolation, "source: \(m.type) for \(g), which was opened read-only: the target writes nothing for it")
         case let (.idle(committed?), .commitDisk):
             throw VZError(.protocolViolation, "source: commitDisk twice: disk '\(committed)' is already committed")
 
@@ -218,13 +225,13 @@ public struct TargetSessionStateMachine: Sendable {
             guard s.entryCount == g.blockCount else {
                 throw refusal(message, "with \(s.entryCount) entries for \(g), which has \(g.blockCount) blocks")
             }
-            state = g.blockCount == 0 ? .receivingBlocks(g) : .sendingMap(g, next: 0)
+            state = g.blockCount == 0 ? afterMap(g) : .sendingMap(g, next: 0)
         case let (.sendingMap(g, next), .mapChunk(first, entries)):
             if let problem = g.problem(withMapChunkAt: first, count: entries.count, expected: next) {
                 throw VZError(.internal, "target: refusing to send a \(problem)")
             }
             let after = next + UInt64(entries.count)
-            state = after == g.blockCount ? .receivingBlocks(g) : .sendingMap(g, next: after)
+            state = after == g.blockCount ? afterMap(g) : .sendingMap(g, next: after)
         case let (.committing(g), .diskCommitted):
             state = .idle(committed: g.disk)
         default:
@@ -235,6 +242,9 @@ public struct TargetSessionStateMachine: Sendable {
     private func refusal(_ m: Message, _ phrase: String) -> VZError {
         VZError(.internal, "target: refusing to send \(m.type) \(phrase)")
     }
+
+    /// Once the map is sent: blocks for a disk being replicated, nothing for one opened read-only.
+    private func afterMap(_ g: DiskGeometry) -> State { g.readOnly ? .inspected(g) : .receivingBlocks(g) }
 }
 
 extension TargetSessionStateMachine.State {
@@ -249,6 +259,7 @@ extension TargetSessionStateMachine.State {
         case let .sendingMap(g, next): return "while the target sends the map of \(g) (at entry \(next) of \(g.blockCount))"
         case let .receivingBlocks(g): return "while receiving the blocks of \(g)"
         case let .committing(g): return "while \(g) commits"
+        case let .inspected(g): return "between disks (after the map of \(g), opened read-only)"
         case .ended: return "after the session ended"
         }
     }

@@ -13,10 +13,12 @@ struct SourceCommand: ParsableCommand {
         abstract: "The source agent of vzrepl: replicates VM disks to a vzrepl-target over SSH.",
         discussion: """
         stdout carries JSON-lines events (one object per line, each with an "event" field: \
-        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished). \
+        pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished; \
+        plan: plan-started, disk-plan, plan-finished). When stdout is a terminal (and no --json), \
+        a live progress line per disk goes to stderr instead. \
         Human-readable logs go to stderr and to the log file.
 
-        Exit codes: 0 every disk committed; 1 internal error; 2 bad job file or arguments; \
+        Exit codes: 0 every disk committed; otherwise the first failed disk's (job order): 1 internal error; 2 bad job file or arguments; \
         3 source disk error (unreadable, resized); 4 transport error (SSH, connection, protocol); \
         5 the target refused or failed (space, I/O, corrupt state).
 
@@ -24,7 +26,7 @@ struct SourceCommand: ParsableCommand {
         See Docs/events.md and Docs/operations.md.
         """,
         version: VZVersion.banner(agent: SourceAgent.agentName),
-        subcommands: [Replicate.self, CheckJob.self, ABMMap.self])
+        subcommands: [Replicate.self, Plan.self, CheckJob.self, ABMMap.self])
 
     /// ArgumentParser's `main`, except that a usage error (unknown option, missing or bad value)
     /// exits 2 as Docs/events.md says, not 64, and `replicate` reports it as events too.
@@ -119,6 +121,9 @@ struct Replicate: ParsableCommand {
     @Flag(help: "Keep the working files (the active-block filter DISK.vmdk-abbt.vztemp) in the job's workDir for a field engineer.")
     var keepTemp = false
 
+    @Flag(help: "JSON-lines events on stdout even when it is a terminal (by default a terminal gets a live progress line per disk on stderr instead).")
+    var json = false
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -140,11 +145,68 @@ struct Replicate: ParsableCommand {
             logger.error("\(e.vzError)")
             throw ExitCode(UnstartedPass.report(e.vzError, events: EventEmitter(job: label), version: VZVersion.current).rawValue)
         }
-        let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
+        let agent = SourceAgent(job: config, events: eventEmitter(job: config.job, json: json), logger: logger, version: VZVersion.current)
         agent.workers = workers
         agent.keepTemp = keepTemp
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
+    }
+}
+
+/// JSON lines on stdout for a controller; for a person at a terminal (stdout is a tty and no
+/// `--json`), a live progress line per disk on stderr instead.
+func eventEmitter(job: String, json: Bool) -> EventEmitter {
+    if !json && isatty(STDOUT_FILENO) == 1 { return EventEmitter(job: job, display: ProgressDisplay()) }
+    return EventEmitter(job: job)
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what a pass would read and send, per disk, without changing anything on the target.",
+        discussion: """
+        Opens every disk of the job read-only on the target (protocol version 3): the target reports \
+        each disk's map and creates or writes nothing (it holds the disk's lock shared while it reads the map). \
+        The source then reads, hashes and \
+        compresses like a pass and counts instead of sending. stdout: JSON lines plan-started, \
+        disk-plan (one per disk), volumes (ABM), disk-progress, error, plan-finished (Docs/events.md). \
+        Exit codes as for replicate; a target of protocol version 2 cannot plan (exit 4, versionMismatch).
+        """)
+
+    @Option(help: ArgumentHelp("The job FILE: a path to the job's JSON (Docs/job-file.md).", valueName: "file"))
+    var job: String
+
+    @Option(help: "Worker threads that read, hash and compress (\(Replicate.workerRange.lowerBound) to \(Replicate.workerRange.upperBound)).")
+    var workers: Int = 2
+
+    @Flag(help: "JSON-lines events on stdout even when it is a terminal.")
+    var json = false
+
+    @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        guard Replicate.workerRange.contains(workers) else {
+            throw ValidationError("--workers \(workers) is out of range (allowed: \(Replicate.workerRange.lowerBound) to \(Replicate.workerRange.upperBound))")
+        }
+    }
+
+    func run() throws {
+        log.bootstrap()
+        let logger = Logger(label: "vzrepl.source")
+        let (label, loaded) = loadJob(job)
+        switch loaded {
+        case let .success(config):
+            let agent = SourceAgent(job: config, events: eventEmitter(job: config.job, json: json), logger: logger, version: VZVersion.current)
+            agent.workers = workers
+            let code = agent.plan()
+            if code != .ok { throw ExitCode(code.rawValue) }
+        case let .failure(e):
+            logger.error("\(e.vzError)")
+            let events = EventEmitter(job: label)
+            let code = SourceAgent.ExitCode(for: e.vzError.kind)
+            events.emit("error", ["kind": e.vzError.kind.rawValue, "message": e.message, "transient": false, "exitCode": Int(code.rawValue)])
+            events.emit("plan-finished", ["ok": false, "exitCode": Int(code.rawValue), "seconds": 0.0, "disks": [Any]()])
+            throw ExitCode(code.rawValue)
+        }
     }
 }
 

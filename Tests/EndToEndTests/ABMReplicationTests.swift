@@ -127,6 +127,33 @@ final class ABMReplicationTests: XCTestCase {
         XCTAssertEqual(third.finished()?["dataBlocks"] as? Int, 0)
     }
 
+    /// `plan` with ABM: the extents it would read lie inside the active blocks, and its numbers
+    /// are those of the pass that follows (seed, then after the guest wrote a file).
+    func testPlanWithABMMatchesThePass() throws {
+        let img = try makeDisk()
+        let job = try h.writeJob(disks: [("disk0", img)], blockSize: bs, extra: ["abm": true, "workDir": h.dir + "/work"])
+        func planThenPass() throws {
+            let p = try AgentHarness.run([AgentHarness.source, "plan", "--job", job, "--log-file", h.dir + "/source.log"])
+            XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
+            let plan = try XCTUnwrap(p.events("disk-plan").first, p.stdout)
+            XCTAssertNotNil(p.events("volumes").first, "the plan maps the volumes like a pass")
+            let read = (plan["readExtents"] as? [[Int]] ?? []).reduce(0) { $0 + $1[1] }
+            let active = plan["activeBytes"] as? Int ?? 0
+            XCTAssertGreaterThan(read, 0)
+            XCTAssertLessThan(read, active + 64 * bs, "reads only blocks touching active bytes")
+            let r = try h.replicate(job)
+            XCTAssertEqual(r.status, 0, r.stdout)
+            let f = try XCTUnwrap(r.finished())
+            for key in ["activeBytes", "scannedBytes", "dataBlocks", "sentBytes", "zeroBytes", "changedBytes"] {
+                XCTAssertEqual(plan[key] as? Int, f[key] as? Int, key)
+            }
+        }
+        try planThenPass()
+        try AgentHarness.randomBytes(300_000, seed: 12).write(to: URL(fileURLWithPath: h.dir + "/src/new.bin"))
+        try sh("debugfs -w -R 'write \(h.dir)/src/new.bin new.bin' '\(img)?offset=\(p1)'")
+        try planThenPass()
+    }
+
     /// A crash-consistent snapshot: ext4 with needs_recovery and a committed transaction in its
     /// journal that allocates blocks of group 2 (debugfs jo/jw/jc). With "abmJournalOverlay" the
     /// volume is mapped, and the replica, once its journal is replayed (e2fsck -E journal_only),

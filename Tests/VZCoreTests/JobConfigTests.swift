@@ -124,8 +124,27 @@ final class JobConfigTests: XCTestCase {
         ("ssh port a string", #"{"job":"j","target":{"transport":"ssh","host":"h","port":"22","user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#, "target.port"),
         ("idle timeout negative", #"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeoutSeconds":-1},"disks":[{"name":"d","source":"/x"}]}"#, "target.idleTimeoutSeconds"),
         ("connect timeout too long", #"{"job":"j","target":{"transport":"exec","command":["t"],"connectTimeoutSeconds":7200},"disks":[{"name":"d","source":"/x"}]}"#, "target.connectTimeoutSeconds"),
+        ("bandwidth limit 0", #"{"job":"j","bandwidthLimit":0,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "bandwidthLimit"),
+        ("bandwidth limit negative", #"{"job":"j","bandwidthLimit":-5,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "bandwidthLimit"),
+        ("bandwidth limit a fraction", #"{"job":"j","bandwidthLimit":100000.5,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "bandwidthLimit"),
+        ("bandwidth limit a string", #"{"job":"j","bandwidthLimit":"4M","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "bandwidthLimit"),
+        ("bandwidth limit too low for 8 MiB blocks", #"{"job":"j","blockSize":8388608,"bandwidthLimit":100000,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "bandwidthLimit"),
+        ("parallel disks 0", #"{"job":"j","parallelDisks":0,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "parallelDisks"),
+        ("parallel disks 17", #"{"job":"j","parallelDisks":17,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "parallelDisks"),
+        ("parallel disks a bool", #"{"job":"j","parallelDisks":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#, "parallelDisks"),
         ("host null", #"{"job":"j","target":{"transport":"ssh","host":null,"user":"u","identity":"/k","knownHosts":"/kh"},"disks":[{"name":"d","source":"/x"}]}"#, "target.host"),
     ]
+
+    func testBandwidthLimitAndParallelDisks() throws {
+        let text = #"{"job":"j","bandwidthLimit":4194304,"parallelDisks":3,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
+        let c = try parse(text)
+        XCTAssertEqual(c.bandwidthLimit, 4_194_304)
+        XCTAssertEqual(c.parallelDisks, 3)
+        let d = try parse(#"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#)
+        XCTAssertNil(d.bandwidthLimit)
+        XCTAssertEqual(d.parallelDisks, 1)
+        XCTAssertEqual(try parse(#"{"job":"j","bandwidthLimit":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#).bandwidthLimit, 65536)
+    }
 
     func testInvalidCasesNameTheField() {
         for (what, json, field) in Self.invalid {
@@ -157,7 +176,7 @@ final class JobConfigTests: XCTestCase {
         let base = #"{"job":"j","target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#
         let cases: [(String, String, String)] = [
             (#"{"job":"j","blocksize":65536,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
-             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay, datastores)"),
+             "blocksize", "job.json: field 'blocksize': unknown field (known: job, mode, blockSize, whitespace, target, disks, abm, workDir, abmJournalOverlay, datastores, bandwidthLimit, parallelDisks)"),
             (#"{"job":"j","compress":true,"target":{"transport":"exec","command":["t"]},"disks":[{"name":"d","source":"/x"}]}"#,
              "compress", "unknown field"),
             (#"{"job":"j","target":{"transport":"exec","command":["t"],"idleTimeout":5},"disks":[{"name":"d","source":"/x"}]}"#,

@@ -88,6 +88,44 @@ final class SSHReplicationTests: XCTestCase {
         XCTAssertTrue(log.contains("cipher aes256-ctr"), log)
     }
 
+    /// Through sshd: two disks side by side (two SSH sessions) share one bandwidth limit, measured
+    /// on the wire; both commit equal to their sources; then `plan` over SSH finds nothing to send.
+    func testParallelDisksShareTheBandwidthLimitAndPlanWorksThroughSSHD() throws {
+        let limit = 2 << 20
+        let d0 = work + "/disk0.raw", d1 = work + "/disk1.raw"
+        try makeDisk(d0, blocks: 64, seed: 3)
+        try makeDisk(d1, blocks: 64, seed: 4)
+        let base = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: try job(disk: d0)))) as! [String: Any]
+        var obj = base
+        obj["disks"] = [["name": "disk0", "source": d0], ["name": "disk1", "source": d1]]
+        obj["parallelDisks"] = 2
+        obj["bandwidthLimit"] = limit
+        let j = work + "/job-parallel.json"
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: j))
+        let r = try replicate(j)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let finished = events(r, "disk-finished")
+        XCTAssertEqual(finished.count, 2, r.stdout)
+        let wire = finished.reduce(0.0) { $0 + (($1["wireBytes"] as? NSNumber)?.doubleValue ?? 0) }
+        let seconds = (events(r, "pass-finished").first?["seconds"] as? NSNumber)?.doubleValue ?? 0
+        XCTAssertGreaterThan(wire, Double(4 << 20), r.stdout)
+        XCTAssertLessThanOrEqual(wire / seconds, 1.1 * Double(limit), "\(wire) bytes in \(seconds) s")
+        XCTAssertGreaterThan(wire / seconds, 0.5 * Double(limit), "\(wire) bytes in \(seconds) s")
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [d0, sshd.root + "/vm1/disk0-flat.vmdk"]).status, 0)
+        XCTAssertEqual(try SSHServerHarness.runTool("/usr/bin/cmp", [d1, sshd.root + "/vm1/disk1-flat.vmdk"]).status, 0)
+        sshd.assertOnlyAES256(minimumKex: 2)
+
+        let plan = try SSHServerHarness.runTool(Self.bin + "/vzrepl-source", ["plan", "--job", j, "--log-file", work + "/source.log"], timeout: 60)
+        XCTAssertEqual(plan.status, 0, plan.stdout + plan.stderr)
+        let plans = events(plan, "disk-plan")
+        XCTAssertEqual(plans.count, 2, plan.stdout)
+        for p in plans {
+            XCTAssertEqual(p["dataBlocks"] as? Int, 0, "\(p)")
+            XCTAssertEqual(p["changedBytes"] as? Int, 0, "\(p)")
+            XCTAssertEqual(p["generation"] as? Int, 1, "\(p)")
+        }
+    }
+
     func testWrongHostKeyPinFailsBeforeAnythingIsWritten() throws {
         let disk = work + "/disk0.raw"
         try makeDisk(disk, blocks: 8, seed: 2)

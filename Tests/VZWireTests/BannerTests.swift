@@ -36,8 +36,8 @@ final class BannerTests: XCTestCase {
         XCTAssertThrowsError(try parse("VZREPL/x y\n")) { XCTAssertEqual(($0 as? VZError)?.kind, .versionMismatch) }
     }
 
-    /// Version 2 added the progress message, 3 diskSet and diskChain; version-1 and 2 peers are
-    /// still spoken to (without them).
+    /// Version 2 added the progress message, 3 diskSet, diskChain, the progress step and read-only
+    /// disks; version-1 and 2 peers are still spoken to (without them).
     func testVersionsOneTwoAndThreeAreAccepted() throws {
         XCTAssertEqual(try parse("VZREPL/1 vzrepl-source 0.1.0\n")?.protocolVersion, 1)
         XCTAssertEqual(try parse("VZREPL/2 vzrepl-source 0.2.0\n")?.protocolVersion, 2)

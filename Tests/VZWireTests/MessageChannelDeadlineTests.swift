@@ -50,7 +50,10 @@ final class ScriptedStream: ByteStream, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if failWrites { throw VZError(.connectionLost, "scripted: the peer closed the connection") }
         written += bytes
+        writeTimes.append((MessageChannel.now(), bytes.count))
     }
+    /// When each write happened and its size.
+    private(set) var writeTimes: [(Double, Int)] = []
     func canWriteWithoutBlocking(_ count: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return writable }
     func closeWrite() {}
     func close() {}
@@ -166,11 +169,70 @@ final class MessageChannelDeadlineTests: XCTestCase {
             usleep(300_000)
         }
         let sent = s.writtenMessages
-        let counts = sent.compactMap { m -> UInt64? in if case let .progress(n) = m { return n }; return nil }
+        let counts = sent.compactMap { m -> UInt64? in if case let .progress(n, _) = m { return n }; return nil }
         XCTAssertGreaterThanOrEqual(counts.count, 3, "\(sent)")
         XCTAssertEqual(counts, counts.sorted(), "counts only grow")
         XCTAssertEqual(Set(counts).count, counts.count, "a count is sent once; after that, keepalives")
         XCTAssertTrue(sent.suffix(2).allSatisfy { $0 == .keepalive }, "\(sent)")
+    }
+
+    /// Protocol version 3: while the body is in a step, every beat is a progress frame naming it
+    /// (also when the count stands still: a lock wait); a version-2 peer gets no step.
+    func testTheHeartbeatCarriesTheStepToAVersionThreePeerOnly() throws {
+        let (c, s) = try channel([banner(3)])
+        try c.withHeartbeat(every: 0.03) { beat in
+            beat.step = WorkStep(.waitingForLock)
+            usleep(200_000)
+            beat.step = WorkStep(.map, done: 10, total: 100)
+            try beat.advance(by: 1)
+            usleep(200_000)
+        }
+        let steps = s.writtenMessages.compactMap { m -> WorkStep? in if case let .progress(_, step?) = m { return step }; return nil }
+        XCTAssertGreaterThanOrEqual(steps.filter { $0.phase == .waitingForLock }.count, 3, "\(s.writtenMessages)")
+        XCTAssertTrue(steps.contains(WorkStep(.map, done: 10, total: 100)), "\(s.writtenMessages)")
+        XCTAssertFalse(s.writtenMessages.contains(.keepalive), "a step is never a bare keepalive: \(s.writtenMessages)")
+
+        let (c2, s2) = try channel([banner(2)])
+        try c2.withHeartbeat(every: 0.03) { beat in
+            beat.step = WorkStep(.waitingForLock)
+            try beat.advance(by: 1)
+            usleep(150_000)
+        }
+        XCTAssertFalse(s2.writtenMessages.contains { if case .progress(_, _?) = $0 { return true }; return false }, "\(s2.writtenMessages)")
+        XCTAssertTrue(s2.writtenMessages.contains(.keepalive))
+    }
+
+    /// The receiving side keeps the peer's step and tells its listener on every beat.
+    func testReceivedStepsReachTheListener() throws {
+        let (c, _) = try channel([banner(3), .bytes(frame(.progress(1, step: WorkStep(.recover)))), .bytes(frame(.keepalive)),
+                                  .bytes(frame(bye))])
+        var heard: [WorkStep?] = []
+        c.onPeerBeat = { heard.append($0) }
+        XCTAssertEqual(try c.receive(), .bye)
+        XCTAssertEqual(heard, [WorkStep(.recover), nil])
+        XCTAssertEqual(c.peerStep, WorkStep(.recover))
+    }
+
+    /// `bandwidthLimit` at its minimum (64 KiB/s): a 160 KiB block frame takes its time (about
+    /// 2.5 s) but bytes keep flowing all along — the peer's idle timeout never sees a silence
+    /// longer than a fraction of a second, however large the frame.
+    func testALimitedChannelPacesAFrameWithoutLongSilences() throws {
+        let (c, s) = try channel([banner(3)])
+        let limiter = BandwidthLimiter(bytesPerSecond: 65536)
+        c.limiter = limiter
+        let before = s.writeTimes.count
+        let frame = Message.blockData(.init(offset: 0, rawLength: 160 * 1024, encoding: .raw, sha256: [UInt8](repeating: 1, count: 32),
+                                            payload: [UInt8](repeating: 7, count: 160 * 1024)))
+        let start = MessageChannel.now()
+        try c.send(frame)
+        let elapsed = MessageChannel.now() - start
+        let writes = Array(s.writeTimes.dropFirst(before))
+        XCTAssertEqual(writes.reduce(0) { $0 + $1.1 }, frame.encodedFrame().count)
+        XCTAssertEqual(elapsed, Double(160 * 1024) / 65536, accuracy: 0.4, "paced at the rate")
+        let gaps = zip(writes, writes.dropFirst()).map { $1.0 - $0.0 }
+        XCTAssertLessThan(gaps.max() ?? 0, 0.25, "a silence on the wire")
+        XCTAssertLessThanOrEqual(writes.map(\.1).max() ?? 0, limiter.chunkSize)
+        XCTAssertEqual(s.writtenMessages.last, frame)
     }
 
     func testTheHeartbeatSkipsBeatsWhileTheStreamWouldBlock() throws {

@@ -10,6 +10,8 @@ enum SessionFixtures {
     /// 4097 whole blocks and a short last one of 1000 bytes: a map of two chunks (4096 + 2).
     static let d0 = Message.OpenDisk(disk: "d0", capacity: 4097 * UInt64(bs) + 1000, blockSize: bs, mode: .differential)
     static let d0Blocks: UInt64 = 4098
+    /// d0 opened read-only (protocol version 3, `plan`).
+    static var d0ReadOnly: Message.OpenDisk { var o = d0; o.readOnly = true; return o }
     /// One short block.
     static let d1 = Message.OpenDisk(disk: "d1", capacity: 5000, blockSize: bs, mode: .full)
 

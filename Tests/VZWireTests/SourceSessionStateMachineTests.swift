@@ -19,7 +19,10 @@ final class SourceSessionStateMachineTests: XCTestCase {
         ("awaitingCommit", d0Open + [.send(.commitDisk(scannedBytes: 1))], [.diskCommitted], []),
         ("idle after a commit", d0Committed, [], [.openDisk, .bye]),
         ("ended", d0Committed + [.send(.bye)], [], []),
+        ("receivingMap of a read-only disk", connected + [.send(.openDisk(S.d0ReadOnly)), .recv(S.state(S.d0Blocks)), .recv(S.chunk(0, 4096))], [.mapChunk], []),
+        ("inspected", d0Inspected, [], [.openDisk, .bye]),
     ]
+    static let d0Inspected = connected + [.send(.openDisk(S.d0ReadOnly)), .recv(S.state(S.d0Blocks)), .recv(S.chunk(0, 4096)), .recv(S.chunk(4096, 2))]
     static let connected: [SessionStep] = [.send(S.samples[.hello]!), .recv(S.samples[.helloAck]!)]
     static let d0Open = connected + [.send(.openDisk(S.d0)), .recv(S.state(S.d0Blocks)), .recv(S.chunk(0, 4096)), .recv(S.chunk(4096, 2))]
     static let d0Committed = d0Open + [.send(.commitDisk(scannedBytes: 1)), .recv(S.committed)]
@@ -45,7 +48,8 @@ final class SourceSessionStateMachineTests: XCTestCase {
                 if receives.contains(type) {
                     XCTAssertNoThrow(try m.receive(S.samples[type]!), "\(name): \(type) must be accepted")
                 } else {
-                    let disk = ["awaitingDiskState", "receivingMap", "sendingBlocks", "awaitingCommit", "idle after a commit"].contains(name) ? ["'d0'"] : []
+                    let disk = ["awaitingDiskState", "receivingMap", "sendingBlocks", "awaitingCommit", "idle after a commit",
+                                "receivingMap of a read-only disk", "inspected"].contains(name) ? ["'d0'"] : []
                     assertVZError(.protocolViolation, ["target: unexpected \(type) frame"] + disk) { _ = try m.receive(S.samples[type]!) }
                     XCTAssertEqual(m.state, .ended, name)
                 }
@@ -180,6 +184,22 @@ final class SourceSessionStateMachineTests: XCTestCase {
     }
 
     // MARK: a whole conversation
+
+    /// After the map of a read-only disk the source may not send a block, zero extent or commit
+    /// of it: the refusal names the disk and the mode; openDisk and bye remain.
+    func testAReadOnlyDiskSendsNoWrites() throws {
+        let m = try machine(Self.d0Inspected)
+        XCTAssertEqual(m.state, .inspected(DiskGeometry(S.d0ReadOnly)!))
+        for write in [S.samples[.blockData]!, S.samples[.zeroExtent]!, S.samples[.commitDisk]!] {
+            var w = m
+            assertVZError(.internal, ["source: refusing to send \(write.type)", "'d0'", "read-only"]) { try w.send(write) }
+        }
+        var next = m
+        XCTAssertNoThrow(try next.send(.openDisk(S.d1)))
+        var bye = m
+        XCTAssertNoThrow(try bye.send(.bye))
+        XCTAssertEqual(bye.state, .ended)
+    }
 
     func testAFullLegalConversationForTwoDisks() throws {
         var m = Machine()

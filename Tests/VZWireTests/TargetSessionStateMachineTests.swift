@@ -20,7 +20,10 @@ final class TargetSessionStateMachineTests: XCTestCase {
         ("committing", d0Open + [.recv(.commitDisk(scannedBytes: 1))], [], [.diskCommitted]),
         ("idle after a commit", d0Committed, [.openDisk, .bye], []),
         ("ended", d0Committed + [.recv(.bye)], [], []),
+        ("sendingMap of a read-only disk", greeted + [.recv(.openDisk(S.d0ReadOnly)), .send(S.state(S.d0Blocks)), .send(S.chunk(0, 4096))], [], [.mapChunk]),
+        ("inspected", d0Inspected, [.openDisk, .bye], []),
     ]
+    static let d0Inspected = greeted + [.recv(.openDisk(S.d0ReadOnly)), .send(S.state(S.d0Blocks)), .send(S.chunk(0, 4096)), .send(S.chunk(4096, 2))]
     static let greeted: [SessionStep] = [.recv(S.samples[.hello]!), .send(S.samples[.helloAck]!)]
     static let d0Open = greeted + [.recv(.openDisk(S.d0)), .send(S.state(S.d0Blocks)), .send(S.chunk(0, 4096)), .send(S.chunk(4096, 2))]
     static let d0Committed = d0Open + [.recv(.commitDisk(scannedBytes: 1)), .send(S.committed)]
@@ -47,7 +50,8 @@ final class TargetSessionStateMachineTests: XCTestCase {
                     XCTAssertNoThrow(try m.receive(message), "\(name): \(type) must be accepted")
                 } else {
                     // The message names the peer, the frame type and the state (the disk, when one is open).
-                    let disk = ["openingDisk", "sendingMap", "receivingBlocks", "committing", "idle after a commit"].contains(name) ? ["'d0'"] : []
+                    let disk = ["openingDisk", "sendingMap", "receivingBlocks", "committing", "idle after a commit",
+                                "sendingMap of a read-only disk", "inspected"].contains(name) ? ["'d0'"] : []
                     assertVZError(.protocolViolation, ["source: ", "\(type)"] + disk) { _ = try m.receive(message) }
                     XCTAssertEqual(m.state, .ended, "\(name): a violation ends the session")
                 }
@@ -279,6 +283,22 @@ final class TargetSessionStateMachineTests: XCTestCase {
     }
 
     // MARK: a whole conversation
+
+    /// A disk opened read-only (`plan`) gets its state and map, and then no block, zero extent or
+    /// commit is accepted for it — the target writes nothing — while the next disk or bye is.
+    func testAReadOnlyDiskRefusesEveryWrite() throws {
+        var m = try machine(Self.d0Inspected)
+        XCTAssertEqual(m.state, .inspected(DiskGeometry(S.d0ReadOnly)!))
+        for write in [S.samples[.blockData]!, S.samples[.zeroExtent]!, S.samples[.commitDisk]!] {
+            var w = m
+            assertVZError(.protocolViolation, ["source: ", "\(write.type)", "'d0'", "opened read-only", "writes nothing"]) { _ = try w.receive(write) }
+            XCTAssertEqual(w.state, .ended)
+        }
+        // The next disk, read-only or not, and bye are accepted.
+        var next = m
+        XCTAssertEqual(try next.receive(.openDisk(S.d1)), .openDisk(S.d1))
+        XCTAssertEqual(try m.receive(.bye), .end)
+    }
 
     func testAFullLegalConversationForTwoDisks() throws {
         var m = Machine()
