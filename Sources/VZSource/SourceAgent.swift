@@ -35,20 +35,29 @@ public final class SourceAgent {
     public var workers = 2
     /// `--keep-temp`: leave the working files (active-block filters) in the workDir.
     public var keepTemp = false
+    /// `--metrics-file`: where the pass summary goes in Prometheus text format (`PassMetrics`).
+    public var metricsPath: String?
+    /// The id of this pass (a UUID): `passId` of `pass-started`, `pass=` of every log line of both
+    /// agents (the target learns it from `hello`, protocol version 3).
+    public let passId: String
 
-    public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String) {
+    public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String, passId: String = PassIdentifier.make()) {
         self.job = job
         self.events = events
         self.logger = logger
         self.version = version
+        self.passId = passId
         self.logger[metadataKey: "job"] = "\(job.job)"
+        self.logger[metadataKey: "pass"] = "\(passId)"
     }
 
     /// Runs the pass; never throws: every failure becomes an `error` event and an exit code.
     public func replicate() -> ExitCode {
         let started = Date()
         events.emit("pass-started", ["mode": job.mode.rawValue, "disks": job.disks.map(\.name), "blockSize": job.blockSize,
-                                     "transport": job.target.transport.rawValue, "sourceVersion": version])
+                                     "transport": job.target.transport.rawValue, "sourceVersion": version, "passId": passId])
+        logger.info("pass started", metadata: ["mode": "\(job.mode.rawValue)", "disks": "\(job.disks.map(\.name).joined(separator: ","))",
+                                               "transport": "\(job.target.transport.rawValue)", "version": "\(version)"])
         var results: [DiskResult] = []
         var current: String?
         var stream: ByteStream?
@@ -69,6 +78,11 @@ public final class SourceAgent {
             let transport = try TransportFactory.connect(job.target, logger: logger)
             stream = transport
             let channel = MessageChannel(stream: transport, peerName: "target", limits: TransportFactory.limits(job.target))
+            if logger.logLevel <= .trace {
+                let trace = FrameTrace(logger: logger)
+                channel.frameObserver = { trace.observe(sent: $0, type: $1, bytes: $2) }
+                frameTrace = trace
+            }
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
             greeted = true
             // The session's rules live in the state machine; this loop only carries out its actions.
@@ -76,11 +90,16 @@ public final class SourceAgent {
             // A target that refuses at once (its root is missing) may be gone before hello is
             // written: its error frame then says why, not the broken pipe.
             try withTargetExplanation(channel) {
-                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &session)
+                // A version-2 target would refuse the trailing pass id: it logs without one.
+                let id = channel.peerProtocolVersion >= 3 ? passId : ""
+                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)", passId: id), in: &session)
             }
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &session) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
-            logger.info("connected to \(targetVersion) (\(banner))")
+            logger.info("connected to \(targetVersion) (\(banner))", metadata: ["peerProtocol": "\(channel.peerProtocolVersion)"])
+            if channel.peerProtocolVersion < 3 {
+                logger.notice("the target speaks protocol \(channel.peerProtocolVersion): it does not learn the pass id, its log lines of this pass carry none")
+            }
             for (d, source) in zip(job.disks, sources) {
                 current = d.name
                 let replicator = DiskReplicator(disk: d, reader: source.reader, job: job, channel: channel, events: events,
@@ -89,7 +108,9 @@ public final class SourceAgent {
                 let r = try withTargetExplanation(channel) { try replicator.run(session: &session) }
                 results.append(r)
                 events.emit("disk-finished", r.eventFields)
-                logger.info("disk \(d.name) committed: generation \(r.generation), scanned \(r.scannedBytes), changed \(r.changedBytes), zero \(r.zeroBytes), sent \(r.sentBytes) bytes in \(String(format: "%.2f", r.seconds)) s")
+                logger.info("disk committed", metadata: ["disk": "\(d.name)", "generation": "\(r.generation)", "scannedBytes": "\(r.scannedBytes)",
+                                                         "changedBytes": "\(r.changedBytes)", "zeroBytes": "\(r.zeroBytes)", "sentBytes": "\(r.sentBytes)",
+                                                         "seconds": "\(String(format: "%.2f", r.seconds))"])
             }
             current = nil
             try channel.send(.bye, in: &session)
@@ -98,23 +119,45 @@ public final class SourceAgent {
             var e = error as? VZError ?? VZError(.internal, "\(error)")
             if let s = stream { e = explainEnd(of: s, e, afterBanner: greeted) }
             let code = ExitCode(for: e.kind)
-            logger.error("pass failed\(current.map { " on disk \($0)" } ?? ""): \(e)")
+            var meta: Logger.Metadata = ["kind": "\(e.kind.rawValue)", "error": "\(e.message)", "exitCode": "\(code.rawValue)",
+                                         "transient": "\(e.isTransient)"]
+            if let d = current { meta["disk"] = "\(d)" }
+            logger.error("pass failed", metadata: meta)
             var fields: [String: Any] = ["kind": e.kind.rawValue, "message": e.message, "transient": e.isTransient,
-                                         "exitCode": Int(code.rawValue)]
+                                         "exitCode": Int(code.rawValue), "hint": e.kind.hint]
             if let d = current { fields["disk"] = d }
             // The event first: closing may wait for the target agent to exit (bounded).
             events.emit("error", fields)
             finish(stream)
+            frameTrace?.flush()
             events.emit("pass-finished", ["ok": false, "exitCode": Int(code.rawValue), "disksCommitted": results.count,
                                           "seconds": Date().timeIntervalSince(started)])
+            writeMetrics(PassMetrics(job: job.job, passId: passId, exitCode: code.rawValue, error: e.kind,
+                                     seconds: Date().timeIntervalSince(started), disks: results))
             return code
         }
         finish(stream)
+        frameTrace?.flush()
+        logger.info("pass finished", metadata: ["disksCommitted": "\(results.count)", "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))"])
+        writeMetrics(PassMetrics(job: job.job, passId: passId, exitCode: 0, error: nil, seconds: Date().timeIntervalSince(started), disks: results))
         events.emit("pass-finished", ["ok": true, "exitCode": 0, "disksCommitted": results.count,
                                       "seconds": Date().timeIntervalSince(started),
                                       "sentBytes": results.reduce(0) { $0 + $1.sentBytes },
                                       "changedBytes": results.reduce(0) { $0 + $1.changedBytes }])
         return .ok
+    }
+
+    private var frameTrace: FrameTrace?
+
+    /// `--metrics-file`: a failure to write it is logged; it does not change the pass's outcome.
+    private func writeMetrics(_ metrics: PassMetrics) {
+        guard let path = metricsPath else { return }
+        do {
+            try metrics.write(to: path)
+        } catch {
+            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            logger.failure("cannot write the metrics file", e, metadata: ["file": "\(path)"])
+        }
     }
 
     /// Closes the transport (bounded: an exec child that does not exit is stopped) and logs it

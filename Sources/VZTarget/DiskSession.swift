@@ -27,6 +27,9 @@ final class DiskSession {
         var lockWait = 5.0
         /// The most memory a disk's block map may take (33 bytes a block, held whole during a pass).
         var mapMemoryLimit = TargetServer.Options.defaultMapMemoryLimit
+        /// The source's pass id (hello, protocol 3), which the undo journal records as its own;
+        /// nil: the journal gets a random one.
+        var passId: [UInt8]?
     }
 
     enum Incoming {
@@ -101,7 +104,7 @@ final class DiskSession {
             if options.journaled {
                 journal = try MapStore.beginJournal(directory: jobDirectory, files: files, job: job, rootPath: options.rootPath,
                                                     executablePath: options.executablePath, generation: loaded.state.generation,
-                                                    blockSize: bs, capacity: request.capacity, logger: logger)
+                                                    blockSize: bs, capacity: request.capacity, passId: options.passId, logger: logger)
             }
             var newMap = loaded.map
             stats = try apply(to: replica, journal: journal, map: &newMap)
@@ -123,12 +126,12 @@ final class DiskSession {
     private func rollBack(after error: Error, journal: PassJournal) {
         (journal as? UndoJournal)?.close()
         guard options.journaled else { return }
-        logger.error("pass failed: \(error); rolling back")
+        logger.failure("pass failed; rolling back", error)
         do {
             let r = try DatastoreRecovery.recoverLocked(store: store, job: job, files: files, logger: logger)
             logger.notice("after the failure: \(r.action) (\(r.reason)), \(r.restoredBytes) bytes restored")
         } catch {
-            logger.critical("rollback failed: \(error); the journal stays, and `vzrepl-target recover` or the next session rolls back")
+            logger.failure("rollback failed; the journal stays, and `vzrepl-target recover` or the next session rolls back", error, critical: true)
         }
     }
 

@@ -92,7 +92,7 @@ public enum ReplicaInspector {
             guard let h = try Rollback.readJournalHeader(directory: dir, disk: s.disk) else { return }
             s.undo = .pending
             s.undoStartGeneration = h.startGeneration
-            s.undoPassId = h.passID.description
+            s.undoPassId = PassIdentifier.string(of: h.passID.bytes)
             // As recovery decides: from the map header's generation.
             let mapGeneration = s.mapStatus == .missing ? nil : s.generation
             let decision = Rollback.decide(journalStartGeneration: h.startGeneration, mapGeneration: mapGeneration)

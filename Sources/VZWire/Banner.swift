@@ -7,7 +7,8 @@ import VZCore
 public struct Banner: Equatable, Sendable {
     public static let prefix = "VZREPL/"
     public static let maxLength = 128
-    /// The version this agent speaks (VZVersion): 2 is 1 plus the `progress` message (type 13).
+    /// The version this agent speaks (VZVersion): 2 is 1 plus the `progress` message (type 13); 3 is 2
+    /// plus the pass id at the end of `hello`.
     public static let protocolVersion = VZVersion.protocolVersion
     /// The oldest version it still accepts: a version-1 peer gets keepalives instead of progress
     /// frames, and is not held to the no-progress limit, which it has no way to meet.

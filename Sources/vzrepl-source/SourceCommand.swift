@@ -64,19 +64,43 @@ enum JobArgument {
 }
 
 struct LogOptions: ParsableArguments {
-    @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-source.log, else /var/log/vzrepl/vzrepl-source.log.")
+    @Option(help: ArgumentHelp("Directory of the log file vzrepl-source.log (logfmt lines, appended). Default: $VZREPL_LOG_DIR, else /var/log/vzrepl; when the file cannot be opened there, logs go to stderr only (and the first line says so).",
+                               valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: "Log file (appended), instead of vzrepl-source.log in --log-dir.")
     var logFile: String?
+
+    @Option(help: "Rotate the log file to FILE.1 before it grows past this many MiB (0: never; logrotate then).")
+    var logMaxMib: UInt64 = LogSink.defaultMaxBytes >> 20
 
     @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    @Flag(help: "Log at debug level (more detail per disk and step).")
+    var verbose = false
+
+    @Flag(help: "Log at trace level, with a summary of the protocol frames sent and received.")
+    var debug = false
 
     func validate() throws {
         guard LineLogHandler.levelNames.contains(logLevel) else {
             throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
         }
+        guard logMaxMib <= 1 << 20 else { throw ValidationError("--log-max-mib \(logMaxMib) is more than 1 TiB") }
     }
 
-    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-source", filePath: logFile, levelName: logLevel) }
+    /// The most verbose of --log-level, --verbose (debug) and --debug (trace).
+    var level: Logger.Level {
+        var l = Logger.Level(rawValue: logLevel) ?? .info
+        if verbose { l = min(l, .debug) }
+        if debug { l = min(l, .trace) }
+        return l
+    }
+
+    var filePath: String { LineLogHandler.logFilePath(agent: "vzrepl-source", file: logFile, directory: logDir) }
+
+    func bootstrap() { LineLogHandler.bootstrap(filePath: filePath, level: level, maxFileBytes: logMaxMib << 20) }
 }
 
 /// A job file is at most 1 MiB (Docs/job-file.md).
@@ -119,6 +143,10 @@ struct Replicate: ParsableCommand {
     @Flag(help: "Keep the working files (the active-block filter DISK.vmdk-abbt.vztemp) in the job's workDir for a field engineer.")
     var keepTemp = false
 
+    @Option(help: ArgumentHelp("Write the pass summary here in Prometheus text format (atomically; for node_exporter's textfile collector, name it *.prom).",
+                               valueName: "path"))
+    var metricsFile: String?
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -137,12 +165,13 @@ struct Replicate: ParsableCommand {
         case let .success(c):
             config = c
         case let .failure(e):
-            logger.error("\(e.vzError)")
+            logger.failure("the job file is not valid", e.vzError)
             throw ExitCode(UnstartedPass.report(e.vzError, events: EventEmitter(job: label), version: VZVersion.current).rawValue)
         }
         let agent = SourceAgent(job: config, events: EventEmitter(job: config.job), logger: logger, version: VZVersion.current)
         agent.workers = workers
         agent.keepTemp = keepTemp
+        agent.metricsPath = metricsFile
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
     }

@@ -34,19 +34,43 @@ struct RootOptions: ParsableArguments {
 }
 
 struct LogOptions: ParsableArguments {
-    @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-target.log, else /var/log/vzrepl/vzrepl-target.log.")
+    @Option(help: ArgumentHelp("Directory of the log file vzrepl-target.log (logfmt lines, appended). Default: $VZREPL_LOG_DIR, else /var/log/vzrepl; when the file cannot be opened there, logs go to stderr only (and the first line says so).",
+                               valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: "Log file (appended), instead of vzrepl-target.log in --log-dir.")
     var logFile: String?
+
+    @Option(help: "Rotate the log file to FILE.1 before it grows past this many MiB (0: never; logrotate then).")
+    var logMaxMib: UInt64 = LogSink.defaultMaxBytes >> 20
 
     @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    @Flag(help: "Log at debug level (more detail per disk and step).")
+    var verbose = false
+
+    @Flag(help: "Log at trace level, with a summary of the protocol frames sent and received.")
+    var debug = false
 
     func validate() throws {
         guard LineLogHandler.levelNames.contains(logLevel) else {
             throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
         }
+        guard logMaxMib <= 1 << 20 else { throw ValidationError("--log-max-mib \(logMaxMib) is more than 1 TiB") }
     }
 
-    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-target", filePath: logFile, levelName: logLevel) }
+    /// The most verbose of --log-level, --verbose (debug) and --debug (trace).
+    var level: Logger.Level {
+        var l = Logger.Level(rawValue: logLevel) ?? .info
+        if verbose { l = min(l, .debug) }
+        if debug { l = min(l, .trace) }
+        return l
+    }
+
+    var filePath: String { LineLogHandler.logFilePath(agent: "vzrepl-target", file: logFile, directory: logDir) }
+
+    func bootstrap() { LineLogHandler.bootstrap(filePath: filePath, level: level, maxFileBytes: logMaxMib << 20) }
 }
 
 struct Serve: ParsableCommand {

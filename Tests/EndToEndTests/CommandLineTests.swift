@@ -99,7 +99,7 @@ final class CommandLineTests: XCTestCase {
             XCTAssertEqual(r.status, 0)
             let name = URL(fileURLWithPath: agent).lastPathComponent
             XCTAssertTrue(r.stdout.hasPrefix("\(name) 0."), r.stdout)
-            XCTAssertTrue(r.stdout.contains("(protocol 2)"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("(protocol 3)"), r.stdout)
         }
     }
 

@@ -75,7 +75,7 @@ final class TargetInspectionTests: XCTestCase {
         var (s, table) = try status()
         XCTAssertEqual(s["undo"] as? String, "pending")
         XCTAssertEqual(s["undoStartGeneration"] as? Int, 1)
-        XCTAssertEqual(s["undoPassId"] as? String, "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
+        XCTAssertEqual(s["undoPassId"] as? String, "a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf")
         XCTAssertEqual(s["undoAction"] as? String, "rollBack")
         XCTAssertTrue(table.contains("vm1/disk0: unfinished pass a0a1a2a3a4a5a6a7a8a9aaabacadaeaf from generation 1: recovery will rollBack"), table)
 

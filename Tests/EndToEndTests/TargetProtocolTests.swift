@@ -126,7 +126,7 @@ final class TargetProtocolTests: XCTestCase {
                                       "--idle-timeout", "10"], stdin: input)
         var out = [UInt8](r.output)
         guard let nl = out.firstIndex(of: 0x0A) else { return (r.status, [], r.stderr) }
-        XCTAssertTrue(String(decoding: out[..<nl], as: UTF8.self).hasPrefix("VZREPL/2 vzrepl-target"))
+        XCTAssertTrue(String(decoding: out[..<nl], as: UTF8.self).hasPrefix("VZREPL/3 vzrepl-target"))
         out.removeFirst(nl + 1)
         var dec = FrameDecoder()
         dec.append(out)

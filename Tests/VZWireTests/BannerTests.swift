@@ -12,7 +12,7 @@ final class BannerTests: XCTestCase {
     }
 
     func testOwnBannerIsTheDocumentedLine() {
-        XCTAssertEqual(Banner.encode(agent: "vzrepl-target", version: "1.2.3"), Array("VZREPL/2 vzrepl-target 1.2.3\n".utf8))
+        XCTAssertEqual(Banner.encode(agent: "vzrepl-target", version: "1.2.3"), Array("VZREPL/3 vzrepl-target 1.2.3\n".utf8))
     }
 
     func testGoodBannerIsRecognisedOnlyAtItsNewline() throws {
