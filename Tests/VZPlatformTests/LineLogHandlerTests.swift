@@ -1,14 +1,16 @@
 import Foundation
 import Logging
+import VZCore
+import VZTestSupport
 import XCTest
 @testable import VZPlatform
 
 /// The log handler writes what the peer sent (versions, names, error messages) without letting it
-/// forge a line: the message and metadata are escaped in the handler itself.
+/// forge a line or a field: every line is logfmt, read back here by an independent parser.
 final class LineLogHandlerTests: XCTestCase {
-    func logLines(_ body: (inout Logger) -> Void) throws -> [String] {
-        let path = try makeTempDir("vzlog") + "/t.log"
-        let sink = LineLogHandler.Sink(filePath: path)
+    func logLines(maxBytes: UInt64 = LogSink.defaultMaxBytes, path: String? = nil, _ body: (inout Logger) -> Void) throws -> [String] {
+        let path = try path ?? (makeTempDir("vzlog") + "/t.log")
+        let sink = LogSink(filePath: path, maxBytes: maxBytes, toStderr: false)
         var logger = Logger(label: "vzrepl.test") { LineLogHandler(label: $0, sink: sink, level: .trace) }
         body(&logger)
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -17,27 +19,95 @@ final class LineLogHandlerTests: XCTestCase {
     }
 
     /// Regression: peer-controlled text was logged raw, so an embedded newline started a forged
-    /// log line and ANSI escapes reached the reader's terminal.
-    func testRegression_MessagesAndMetadataCannotForgeALine() throws {
-        let hostile = "vzrepl-source 9\n2026-01-01T00:00:00.000Z error   vzrepl.target: forged\r\u{1B}[2J\tend\u{7F}\u{0}\u{85}\u{2028}x\u{2029}"
+    /// log line and ANSI escapes reached the reader's terminal. Now a value can neither end the
+    /// line nor start a field: the parser reads back exactly what was logged.
+    func testRegression_MessagesAndMetadataCannotForgeALineOrAField() throws {
+        let hostile = "vzrepl-source 9\nts=2026-01-01T00:00:00.000Z level=error msg=forged\r\u{1B}[2J\tend\u{7F}\u{0}\u{85}\u{2028}x\u{2029} kind=\"x\" \\"
         let lines = try logLines { logger in
             logger[metadataKey: "job"] = "vm1\nlevel=error forged"
-            logger.info("session started with \(hostile)", metadata: ["peer": "a\nb", "k\ney": "v"])
+            logger.info("session started with \(hostile)", metadata: ["peer": "a b=c", "k\ney": "v", "level": "fake", "empty": ""])
         }
         XCTAssertEqual(lines.count, 1, "\(lines)")
-        let line = try XCTUnwrap(lines.first)
-        XCTAssertTrue(line.contains("job=vm1\\nlevel=error forged"), line)
-        XCTAssertTrue(line.contains("peer=a\\nb"), line)
-        XCTAssertTrue(line.contains("k\\ney=v"), line)
-        XCTAssertTrue(line.hasSuffix(#"session started with vzrepl-source 9\n2026-01-01T00:00:00.000Z error   vzrepl.target: forged\r\x1b[2J\tend\x7f\x00\u{85}\u{2028}x\u{2029}"#), line)
-        XCTAssertFalse(line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, line)
+        let f = try LogfmtParser.fields(lines[0])
+        XCTAssertEqual(f["msg"], "session started with \(hostile)")
+        XCTAssertEqual(f["job"], "vm1\nlevel=error forged")
+        XCTAssertEqual(f["peer"], "a b=c")
+        XCTAssertEqual(f["k_ey"], "v")
+        XCTAssertEqual(f["level"], "info")
+        XCTAssertEqual(f["meta.level"], "fake")
+        XCTAssertEqual(f["empty"], "")
+        XCTAssertNil(f["kind"])
+        XCTAssertFalse(lines[0].unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, lines[0])
     }
 
-    func testPlainTextIsUnchanged() throws {
-        for text in ["", "plain ascii: 42 blocks", "ünïcødé ✓ 日本", "back\\slash"] {
-            XCTAssertEqual(LineLogHandler.escaped(text), text)
+    func testFieldsAndOrder() throws {
+        let lines = try logLines { logger in
+            logger[metadataKey: "pass"] = "p-1"
+            logger[metadataKey: "disk"] = "d0"
+            logger[metadataKey: "job"] = "vm1"
+            logger.notice("ünïcødé ✓", metadata: ["zeta": "1", "alpha": "2"])
         }
-        let lines = try logLines { $0.notice("ünïcødé ✓") }
-        XCTAssertTrue(lines.first?.hasSuffix("vzrepl.test: ünïcødé ✓") ?? false, "\(lines)")
+        let fields = try LogfmtParser.parse(lines[0])
+        XCTAssertEqual(fields.map(\.key), ["ts", "level", "subsystem", "msg", "job", "disk", "pass", "alpha", "zeta"])
+        XCTAssertEqual(fields[3].value, "ünïcødé ✓")
+        XCTAssertTrue(lines[0].contains("msg=\"ünïcødé ✓\""), lines[0])
+        // UTC, RFC 3339 with milliseconds.
+        XCTAssertNotNil(fields[0].value.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression), fields[0].value)
+    }
+
+    /// Every error line has kind and hint; the hint is the kind's entry of the one table.
+    func testErrorLinesCarryKindAndHint() throws {
+        let lines = try logLines { logger in
+            logger.failure("pass failed", VZError(.noSpace, "disk full\nkind=forged"))
+            logger.error("no kind given")
+            logger.critical("unknown kind", metadata: ["kind": "nonsense"])
+            logger.warning("a warning has neither")
+        }
+        let f = try lines.map(LogfmtParser.fields)
+        XCTAssertEqual(f[0]["kind"], "noSpace")
+        XCTAssertEqual(f[0]["hint"], VZError.Kind.noSpace.hint)
+        XCTAssertEqual(f[0]["error"], "disk full\nkind=forged")
+        XCTAssertEqual(f[1]["kind"], "internal")
+        XCTAssertEqual(f[1]["hint"], VZError.Kind.internal.hint)
+        XCTAssertEqual(f[2]["kind"], "internal")
+        XCTAssertNil(f[3]["kind"])
+        XCTAssertNil(f[3]["hint"])
+        for kind in VZError.Kind.allCases {
+            XCTAssertFalse(kind.hint.isEmpty || kind.hint.contains("\n"), "\(kind)")
+            XCTAssertFalse(kind.meaning.isEmpty || kind.meaning.contains("\n"), "\(kind)")
+        }
+    }
+
+    /// The size cap: past it the file is renamed to FILE.1 and a new one started; a second
+    /// writer that still holds the renamed file moves to the new one instead of rotating again.
+    func testSizeCapRotatesToDotOne() throws {
+        let path = try makeTempDir("vzlog") + "/t.log"
+        let a = LogSink(filePath: path, maxBytes: 1000, toStderr: false)
+        let b = LogSink(filePath: path, maxBytes: 1000, toStderr: false)
+        let line = String(repeating: "x", count: 99) + "\n"
+        for i in 0..<25 { (i % 2 == 0 ? a : b).write(line) }
+        let current = try String(contentsOfFile: path, encoding: .utf8)
+        let rotated = try String(contentsOfFile: path + ".1", encoding: .utf8)
+        XCTAssertLessThanOrEqual(current.utf8.count, 1000)
+        XCTAssertLessThanOrEqual(rotated.utf8.count, 1000)
+        XCTAssertEqual(rotated.utf8.count, 1000, "the rotated file is full, not cut short by a second rotation")
+        XCTAssertEqual(current.utf8.count, 500)
+    }
+
+    func testUnwritableLogFileFallsBackToStderr() throws {
+        let sink = LogSink(filePath: "/proc/nonexistent-dir/x.log", toStderr: false)
+        XCTAssertNotNil(sink.openProblem)
+        sink.write("ignored\n")  // no crash, nothing written
+    }
+
+    func testLogfmtValueRules() {
+        XCTAssertEqual(Logfmt.value("plain"), "plain")
+        XCTAssertEqual(Logfmt.value(""), "\"\"")
+        XCTAssertEqual(Logfmt.value("a b"), "\"a b\"")
+        XCTAssertEqual(Logfmt.value("a=b"), "\"a=b\"")
+        XCTAssertEqual(Logfmt.value("q\"\\"), #""q\"\\""#)
+        XCTAssertEqual(Logfmt.value("\u{1B}\u{2028}\u{85}"), #""\x1b\u2028\u0085""#)
+        XCTAssertEqual(Logfmt.key("a b=c\n"), "a_b_c_")
+        XCTAssertEqual(Logfmt.key(""), "_")
     }
 }

@@ -28,9 +28,9 @@ final class BannerTests: XCTestCase {
     }
 
     func testOtherVersionIsAVersionMismatchNamingIt() {
-        XCTAssertThrowsError(try parse("VZREPL/3 future 9\n")) { e in
+        XCTAssertThrowsError(try parse("VZREPL/4 future 9\n")) { e in
             XCTAssertEqual((e as? VZError)?.kind, .versionMismatch)
-            XCTAssertTrue("\(e)".contains("protocol version 3"), "\(e)")
+            XCTAssertTrue("\(e)".contains("protocol version 4"), "\(e)")
         }
         XCTAssertThrowsError(try parse("VZREPL/0 past 0\n")) { XCTAssertEqual(($0 as? VZError)?.kind, .versionMismatch) }
         XCTAssertThrowsError(try parse("VZREPL/x y\n")) { XCTAssertEqual(($0 as? VZError)?.kind, .versionMismatch) }
