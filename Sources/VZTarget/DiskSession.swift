@@ -83,7 +83,10 @@ final class DiskSession {
         try channel.withHeartbeat(counting: DiskActivity.counter) { _ in try pass(disk: disk, blockSize: bs) }
     }
 
+    static func unixMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+
     private func pass(disk: String, blockSize bs: UInt32) throws {
+        let started = DiskSession.unixMillis()
         let lock = try DiskLock.acquire(directory: jobDirectory, files: files, wait: options.lockWait)
         defer { lock.release() }
         // Only this disk: other disks are recovered at boot or by their own sessions, so a large
@@ -98,7 +101,7 @@ final class DiskSession {
 
         var journal: PassJournal = NoJournal()
         let generation = loaded.state.generation + 1
-        let stats: (changed: UInt64, zero: UInt64)
+        let stats: (changed: UInt64, zero: UInt64, scanned: UInt64)
         do {
             // Inside the do: a journal that fails half-way through its own start is cleaned up too.
             if options.journaled {
@@ -112,6 +115,11 @@ final class DiskSession {
             try replica.flush()
             try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
             try store.recordCID(FlatDescriptor.randomCID(), generation: generation, of: replica)
+            // For `status`: after the commit point, before the journal goes (Docs/formats.md §6).
+            let record = PassRecordFile(generation: generation, committedUnixMillis: DiskSession.unixMillis(), startedUnixMillis: started,
+                                        scannedBytes: stats.scanned, changedBytes: stats.changed, zeroBytes: stats.zero,
+                                        passId: options.passId)
+            try jobDirectory.writeAtomically(files.passRecord, record.encode())
             try journal.discard()
         } catch {
             rollBack(after: error, journal: journal)
@@ -185,7 +193,7 @@ final class DiskSession {
         }
     }
 
-    private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap) throws -> (changed: UInt64, zero: UInt64) {
+    private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap) throws -> (changed: UInt64, zero: UInt64, scanned: UInt64) {
         var changed: UInt64 = 0, zero: UInt64 = 0
         var batch: [Decoded] = []
         var batchBytes = 0
@@ -238,6 +246,6 @@ final class DiskSession {
         try flushBatch()
         try applier.finish()
         logger.debug("source scanned \(scanned) bytes")
-        return (changed, zero)
+        return (changed, zero, scanned)
     }
 }

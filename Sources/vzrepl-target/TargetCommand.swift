@@ -138,7 +138,9 @@ struct Status: ParsableCommand {
         discussion: """
         The map is checked whole (MAP: valid, corrupt, missing); UNDO says whether a pass left a \
         journal (pending: what recovery will do is printed below the table; corrupt: recovery is \
-        blocked). --json prints the same with the events' field names (Docs/operations.md).
+        blocked); below the table, the last committed pass of each disk (DISK.vzpass: time, \
+        generation, bytes, pass id). --json prints the same with the events' field names, plus \
+        pending, mapBytes, mapEntries, lastPass, cbtChangeId (null until CBT exists) (Docs/operations.md).
         """)
 
     @OptionGroup var root: RootOptions
@@ -149,9 +151,17 @@ struct Status: ParsableCommand {
     func run() throws {
         let disks = try ReplicaInspector.status(rootPath: root.root)
         if json {
+            // Through JSONSerialization so that fields the encoder would omit print as null:
+            // cbtChangeId (until CBT exists), lastPass when there is none.
             let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try enc.encode(disks), as: UTF8.self))
+            var objects: [Any] = []
+            for d in disks {
+                var o = try JSONSerialization.jsonObject(with: try enc.encode(d)) as? [String: Any] ?? [:]
+                for key in ["cbtChangeId", "lastPass"] where o[key] == nil { o[key] = NSNull() }
+                objects.append(o)
+            }
+            let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
             return
         }
         print("JOB".padding(16) + "DISK".padding(12) + "CAPACITY".padding(16) + "GEN".padding(6) + "MAP".padding(9)
@@ -172,6 +182,12 @@ struct Status: ParsableCommand {
                       + "recovery will \(d.undoAction ?? "?") — \(d.undoReason ?? "")")
             case .corrupt:
                 print("\(d.job)/\(d.disk): undo journal corrupt: \(d.undoReason ?? "")")
+            }
+            if let p = d.lastPass {
+                print("\(d.job)/\(d.disk): last pass \(p.passId ?? "(no pass id)") committed \(p.committedAt), generation \(p.generation): "
+                      + "scanned \(p.scannedBytes), changed \(p.changedBytes) (\(p.zeroBytes) zeroed) bytes in \(String(format: "%.1f", p.seconds)) s")
+            } else if let note = d.lastPassNote {
+                print("\(d.job)/\(d.disk): last pass: \(note)")
             }
         }
     }
