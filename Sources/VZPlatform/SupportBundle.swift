@@ -114,4 +114,26 @@ public struct SupportBundle {
         try directory.rename(temp, to: outName)
         try directory.sync()
     }
+
+    /// The agent's version, the protocol, the kernel and the OS.
+    public static func versions(agent: String, version: String) -> String {
+        var u = utsname()
+        uname(&u)
+        func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
+        var text = "\(VZVersion.banner(agent: agent))\nagent version \(version)\n"
+        text += "kernel: \(field(u.sysname)) \(field(u.release)) \(field(u.version)) \(field(u.machine))\n"
+        if let os = try? String(contentsOfFile: "/etc/os-release", encoding: .utf8) {
+            text += os.split(separator: "\n").filter { $0.hasPrefix("PRETTY_NAME=") || $0.hasPrefix("VERSION_ID=") }.joined(separator: "\n") + "\n"
+        }
+        return text
+    }
+
+    /// The log file and the one rotated before it, each from its end.
+    public static func addLogs(_ b: inout SupportBundle, logFile: String, maxBytes: Int) {
+        for path in [logFile, logFile + ".1"] {
+            let name = "logs/" + (path as NSString).lastPathComponent
+            if let bytes = SupportBundle.tail(path, maxBytes: maxBytes) { b.add(name, bytes) } else { b.note("\(path): not readable or missing") }
+        }
+    }
+
 }

@@ -24,7 +24,7 @@ struct SourceCommand: ParsableCommand {
         See Docs/events.md and Docs/operations.md.
         """,
         version: VZVersion.banner(agent: SourceAgent.agentName),
-        subcommands: [Replicate.self, CheckJob.self, ABMMap.self])
+        subcommands: [Replicate.self, CheckJob.self, ABMMap.self, Diagnose.self])
 
     /// ArgumentParser's `main`, except that a usage error (unknown option, missing or bad value)
     /// exits 2 as Docs/events.md says, not 64, and `replicate` reports it as events too.
@@ -246,6 +246,37 @@ struct ABMMap: ParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
             throw ExitCode(SourceAgent.ExitCode.sourceError.rawValue)
+        }
+    }
+}
+
+struct Diagnose: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a support bundle (.tar.gz) for a field engineer: logs, the job (secrets redacted), working files, versions.",
+        discussion: """
+        Contents: Docs/operations.md, "Support bundles". The bundle never holds key material: the \
+        private key file is not read, secret job fields are replaced by "<redacted>". Written \
+        atomically; exit 0, or 1 when it could not be written.
+        """)
+
+    @Option(help: ArgumentHelp("The job FILE: a path to the job's JSON.", valueName: "file"))
+    var job: String
+
+    @Option(help: ArgumentHelp("The directory of the log file vzrepl-source.log (default: $VZREPL_LOG_DIR, else /var/log/vzrepl).", valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: ArgumentHelp("The bundle to write, e.g. vzrepl-source-diag.tar.gz.", valueName: "file"))
+    var output: String
+
+    func run() throws {
+        let bundle = SourceDiagnosis.collect(jobPath: job, logFile: LineLogHandler.logFilePath(agent: SourceAgent.agentName, file: nil, directory: logDir),
+                                             version: VZVersion.current)
+        do {
+            try bundle.write(to: output)
+            print("\(output): \(bundle.entries.count + 1) files\(bundle.notes.isEmpty ? "" : ", \(bundle.notes.count) not collected (see MANIFEST.txt)")")
+        } catch {
+            FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -25,7 +25,7 @@ struct TargetCommand: ParsableCommand {
         vzrepl-source's --job is a job FILE.
         """,
         version: VZVersion.banner(agent: TargetServer.agentName),
-        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self])
+        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self, Diagnose.self])
 }
 
 struct RootOptions: ParsableArguments {
@@ -317,6 +317,35 @@ struct Resize: ParsableCommand {
                   : "\(job)/\(disk): grown from \(o.oldCapacity) to \(o.newCapacity) bytes; map \(o.mapKept ? "grown" : "not valid, the next pass hashes the replica")")
         } catch {
             print("\(job)/\(disk): resize failed: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Diagnose: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a support bundle (.tar.gz) for a field engineer: logs, status, every working file decoded, sshd -t, free space.",
+        discussion: """
+        Contents: Docs/operations.md, "Support bundles". Replica data, maps and keys are never \
+        included. Written atomically; exit 0, or 1 when it could not be written.
+        """)
+
+    @OptionGroup var root: RootOptions
+
+    @Option(help: ArgumentHelp("The directory of the log file vzrepl-target.log (default: $VZREPL_LOG_DIR, else /var/log/vzrepl).", valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: ArgumentHelp("The bundle to write, e.g. vzrepl-target-diag.tar.gz.", valueName: "file"))
+    var output: String
+
+    func run() throws {
+        let bundle = TargetDiagnosis.collect(rootPath: root.root, logFile: LineLogHandler.logFilePath(agent: TargetServer.agentName, file: nil, directory: logDir),
+                                             version: VZVersion.current)
+        do {
+            try bundle.write(to: output)
+            print("\(output): \(bundle.entries.count + 1) files\(bundle.notes.isEmpty ? "" : ", \(bundle.notes.count) not collected (see MANIFEST.txt)")")
+        } catch {
+            FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
             throw ExitCode(1)
         }
     }
