@@ -111,3 +111,18 @@ final class LineLogHandlerTests: XCTestCase {
         XCTAssertEqual(Logfmt.key(""), "_")
     }
 }
+
+/// Docs/operations.md's troubleshooting table is the hint table, row for row (`ErrorHint`).
+final class TroubleshootingTableTests: XCTestCase {
+    static func row(_ kind: VZError.Kind) -> String {
+        func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+        return "| `\(kind.rawValue)` | \(cell(kind.meaning)) | \(cell(kind.hint)) |"
+    }
+
+    func testOperationsDocHasOneRowPerErrorKindWithTheHintText() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: repo.appendingPathComponent("Docs/operations.md"), encoding: .utf8)
+        let missing = VZError.Kind.allCases.map(TroubleshootingTableTests.row).filter { !doc.contains($0) }
+        XCTAssertEqual(missing, [], "Docs/operations.md lacks these rows (paste them into the troubleshooting table):\n" + missing.joined(separator: "\n"))
+    }
+}
