@@ -94,6 +94,48 @@ final class LineLogHandlerTests: XCTestCase {
         XCTAssertEqual(current.utf8.count, 500)
     }
 
+    /// logrotate's `create`: the file is renamed and a new one made; the next line goes to the new
+    /// one (the sink checks the path before every line), none is lost in the renamed one.
+    func testALogRenamedByLogrotateIsReopened() throws {
+        let path = try makeTempDir("vzlog") + "/t.log"
+        let sink = LogSink(filePath: path, toStderr: false)
+        sink.write("one\n")
+        XCTAssertEqual(rename(path, path + ".1"), 0)
+        FileManager.default.createFile(atPath: path, contents: nil)
+        sink.write("two\n")
+        XCTAssertEqual(rename(path, path + ".2"), 0)  // and without a new file: the sink makes it
+        sink.write("three\n")
+        XCTAssertEqual(try String(contentsOfFile: path + ".1", encoding: .utf8), "one\n")
+        XCTAssertEqual(try String(contentsOfFile: path + ".2", encoding: .utf8), "two\n")
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "three\n")
+    }
+
+    /// The appliance's logrotate file is valid for logrotate itself (a dry run over a copy that
+    /// points at a temp dir), when logrotate is installed.
+    func testApplianceLogrotateFileIsValid() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/logrotate") else { throw XCTSkip("logrotate is not installed") }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = try makeTempDir("vzlogrotate")
+        var conf = try String(contentsOf: repo.appendingPathComponent("Appliance/logrotate.d/vzrepl"), encoding: .utf8)
+        let directives = conf.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }.joined(separator: "\n")
+        XCTAssertTrue(directives.contains("/var/log/vzrepl/*.log") && directives.contains("create") && !directives.contains("copytruncate"), directives)
+        conf = conf.replacingOccurrences(of: "/var/log/vzrepl", with: dir + "/logs")
+            .split(separator: "\n").filter { !$0.contains(" su ") && !$0.contains("create ") }.joined(separator: "\n")
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/logs/vzrepl-target.log", contents: Data("x\n".utf8))
+        try conf.write(toFile: dir + "/conf", atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/logrotate")
+        p.arguments = ["-f", "-s", dir + "/state", dir + "/conf"]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/logs/vzrepl-target.log.1"), text)
+    }
+
     func testUnwritableLogFileFallsBackToStderr() throws {
         let sink = LogSink(filePath: "/proc/nonexistent-dir/x.log", toStderr: false)
         XCTAssertNotNil(sink.openProblem)
