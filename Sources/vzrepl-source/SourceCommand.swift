@@ -14,7 +14,8 @@ struct SourceCommand: ParsableCommand {
         discussion: """
         stdout carries JSON-lines events (one object per line, each with an "event" field: \
         pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished). \
-        Human-readable logs go to stderr and to the log file.
+        Logs (one logfmt line per event, with job, disk and the pass id) go to stderr and to the log file \
+        (--log-dir). `diagnose` writes a support bundle.
 
         Exit codes: 0 every disk committed; 1 internal error; 2 bad job file or arguments; \
         3 source disk error (unreadable, resized); 4 transport error (SSH, connection, protocol); \

@@ -14,8 +14,9 @@ struct TargetCommand: ParsableCommand {
         abstract: "The target agent of vzrepl: owns the replicas under a datastore root.",
         discussion: """
         In production sshd starts `vzrepl-target serve --stdio --root DIR` as the forced command \
-        of the replication key (Appliance/authorized_keys.template). Logs go to stderr and to the \
-        log file; stdout of `serve` carries the protocol and nothing else.
+        of the replication key (Appliance/authorized_keys.template). Logs (one logfmt line per event, \
+        with job, disk and the source's pass id) go to stderr and to the log file (--log-dir); stdout \
+        of `serve` carries the protocol and nothing else. `diagnose` writes a support bundle.
 
         Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
         JOB/DISK.vzmap (block hashes), JOB/DISK.vzundo and JOB/vzundo-script during a pass. \
