@@ -130,10 +130,11 @@ public final class SourceAgent {
             events.emit("error", fields)
             finish(stream)
             frameTrace?.flush()
-            events.emit("pass-finished", ["ok": false, "exitCode": Int(code.rawValue), "disksCommitted": results.count,
-                                          "seconds": Date().timeIntervalSince(started)])
+            // The metrics file before pass-finished: a controller that saw the event finds it current.
             writeMetrics(PassMetrics(job: job.job, passId: passId, exitCode: code.rawValue, error: e.kind,
                                      seconds: Date().timeIntervalSince(started), disks: results))
+            events.emit("pass-finished", ["ok": false, "exitCode": Int(code.rawValue), "disksCommitted": results.count,
+                                          "seconds": Date().timeIntervalSince(started)])
             return code
         }
         finish(stream)
