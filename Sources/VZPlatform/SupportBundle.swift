@@ -51,8 +51,10 @@ public struct SupportBundle {
     /// collected as far as it can be.
     public static func run(_ argv: [String], timeout: Double = 20) -> String {
         let p = Process()
+        // sshd lives in /usr/sbin, which a service user's PATH may lack.
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
+        p.arguments = ["PATH=\(path)"] + argv
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
