@@ -83,6 +83,17 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual((s["lastPass"] as? [String: Any])?["passId"] as? String, passId)
     }
 
+    /// A log directory that cannot be written: the agent says so in its first line (logfmt, on
+    /// stderr) and carries on logging to stderr; the command still succeeds.
+    func testAnUnwritableLogDirectoryFallsBackToStderr() throws {
+        let r = try AgentHarness.run([AgentHarness.target, "recover", "--root", h.root, "--log-dir", "/proc/vzrepl-no-such-dir"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try r.stderr.split(separator: "\n").map { try LogfmtParser.fields(String($0)) }
+        XCTAssertEqual(lines.first?["msg"], "cannot open the log file; logging to stderr only", r.stderr)
+        XCTAssertEqual(lines.first?["file"], "/proc/vzrepl-no-such-dir/vzrepl-target.log")
+        XCTAssertEqual(lines.first?["level"], "warning")
+    }
+
     /// A version-2 target (simulated by the source seeing a `VZREPL/2` banner) gets no pass id,
     /// and a v3 hello to it would have been refused; covered in MessageTests. Here: the log of a
     /// source talking to a v2 peer says so.

@@ -136,6 +136,31 @@ final class LineLogHandlerTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/logs/vzrepl-target.log.1"), text)
     }
 
+    /// --debug: session frames get a line each, bulk frames are counted and summarised (before the
+    /// next session frame, at most once a second, and at the end).
+    func testFrameTraceSummarisesBulkFrames() throws {
+        let lines = try logLines { logger in
+            let t = FrameTrace(logger: logger)
+            t.observe(sent: false, type: Message.MessageType.hello.rawValue, bytes: 60)
+            for _ in 0..<1000 { t.observe(sent: true, type: Message.MessageType.blockData.rawValue, bytes: 1000) }
+            t.observe(sent: true, type: Message.MessageType.keepalive.rawValue, bytes: 8)
+            t.observe(sent: true, type: Message.MessageType.commitDisk.rawValue, bytes: 16)
+            t.observe(sent: false, type: 200, bytes: 8)
+            t.flush()
+        }
+        let f = try lines.map(LogfmtParser.fields)
+        XCTAssertEqual(f.count, 4, "\(lines)")
+        XCTAssertEqual(f[0]["type"], "hello")
+        XCTAssertEqual(f[0]["direction"], "received")
+        XCTAssertEqual(f[1]["msg"], "frames since the last summary")
+        XCTAssertEqual(f[1]["sent.blockData"], "1000")
+        XCTAssertEqual(f[1]["sent.blockData.bytes"], "1000000")
+        XCTAssertEqual(f[1]["sent.keepalive"], "1")
+        XCTAssertEqual(f[2]["type"], "commitDisk")
+        XCTAssertEqual(f[3]["type"], "type200", "an unknown type is named by its number")
+        XCTAssertTrue(f.allSatisfy { $0["level"] == "trace" })
+    }
+
     func testUnwritableLogFileFallsBackToStderr() throws {
         let sink = LogSink(filePath: "/proc/nonexistent-dir/x.log", toStderr: false)
         XCTAssertNotNil(sink.openProblem)
