@@ -125,7 +125,8 @@ final class DiskSession {
             rollBack(after: error, journal: journal)
             throw error
         }
-        logger.info("pass committed: generation \(generation), \(stats.changed) bytes changed, \(stats.zero) of them zeroed")
+        logger.info("pass committed", metadata: ["generation": "\(generation)", "changedBytes": "\(stats.changed)", "zeroBytes": "\(stats.zero)",
+                                                 "scannedBytes": "\(stats.scanned)"])
         try send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
     }
 
