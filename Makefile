@@ -11,7 +11,8 @@ BIN = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)
 # mkswap, mkntfs/ntfscp/ntfsinfo, partclone.extfs/ntfs/xfs, mkfs.xfs/xfs_db/xfs_repair/xfs_logprint).
 DEB_PACKAGES := libssh2-1-dev libssl-dev liblz4-dev zlib1g-dev openssh-server openssh-client qemu-utils \
                 lz4 openssl rsync strace e2fsprogs util-linux procps time coreutils python3 \
-                dosfstools mtools gdisk fdisk partclone ntfs-3g xfsprogs grep
+                dosfstools mtools gdisk fdisk partclone ntfs-3g xfsprogs grep \
+                python3-prometheus-client tar gzip logrotate
 
 .PHONY: all deps build demo test bench fuzz clean
 

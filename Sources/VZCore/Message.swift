@@ -1,8 +1,10 @@
 /// The messages of the vzrepl protocol, version 3 (Docs/protocol.md). `S>T` goes from the source
 /// agent to the target agent, `T>S` the other way.
 public enum Message: Equatable, Sendable {
-    /// S>T: first frame after the banners.
-    case hello(job: String, sourceVersion: String)
+    /// S>T: first frame after the banners. `passId` (protocol version 3; empty: none) is the
+    /// source's id of the pass, a UUID, which both agents log as `pass=`; it is only sent to a
+    /// peer whose banner says 3 or more (a version-2 target would refuse the trailing field).
+    case hello(job: String, sourceVersion: String, passId: String = "")
     /// T>S: the target accepts the job.
     case helloAck(targetVersion: String)
     /// S>T: start a disk session.
@@ -125,6 +127,8 @@ public enum Message: Equatable, Sendable {
     /// Largest number of map entries in one `mapChunk` frame (33 bytes each: ~132 KiB a frame).
     public static let maxMapChunkEntries = 4096
     public static let maxNameLength = 255
+    /// A pass id is a UUID, 36 characters; the reader takes up to 64.
+    public static let maxPassIdLength = 64
 
     public var type: MessageType {
         switch self {
@@ -149,8 +153,9 @@ public enum Message: Equatable, Sendable {
     public func encodedFrame() -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         switch self {
-        case let .hello(job, version):
+        case let .hello(job, version, passId):
             w.string(job); w.string(version)
+            if !passId.isEmpty { w.string(passId) }
         case let .helloAck(version):
             w.string(version)
         case let .openDisk(o):
@@ -223,7 +228,11 @@ public enum Message: Equatable, Sendable {
         let m: Message
         switch t {
         case .hello:
-            m = .hello(job: try r.string("job", maxLength: maxNameLength), sourceVersion: try r.string("sourceVersion", maxLength: 200))
+            let job = try r.string("job", maxLength: maxNameLength)
+            let version = try r.string("sourceVersion", maxLength: 200)
+            // Version 3: a trailing pass id; a version-2 hello ends after sourceVersion.
+            let passId = r.remaining > 0 ? try r.string("passId", maxLength: maxPassIdLength) : ""
+            m = .hello(job: job, sourceVersion: version, passId: passId)
         case .helloAck:
             m = .helloAck(targetVersion: try r.string("targetVersion", maxLength: 200))
         case .openDisk:

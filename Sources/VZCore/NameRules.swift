@@ -13,7 +13,7 @@
 public enum NameRules {
     /// Disk-name endings that are refused (lowercase).
     public static let reservedDiskSuffixes = ["-flat", "-delta", "-sesparse", "-ctk", "-rdm", "-rdmp",
-                                              ".vmdk", ".vzmap", ".vzundo", ".vzcid", ".vzlock", ".tmp", ".vztemp"]
+                                              ".vmdk", ".vzmap", ".vzundo", ".vzcid", ".vzpass", ".vzlock", ".tmp", ".vztemp"]
 
     /// Why `name` cannot be a job or disk name, or nil. The alphabet and length rules only: what
     /// every name read back from the datastore (a journal header) must satisfy.

@@ -1,50 +1,31 @@
 import Foundation
 import Glibc
 import Logging
+import VZCore
 
-/// One log line per event, to stderr and to a log file, for a field engineer reading it at night:
+/// One logfmt line per event, to stderr and to the agent's log file, for a field engineer reading
+/// it at night (Docs/operations.md, "Reading the logs"):
 ///
-///     2026-11-25T03:12:44.123Z info  vzrepl.source job=web01 disk=disk0 pass=3f2a: seeded 12 GiB
+///     ts=2026-11-25T03:12:44.123Z level=info subsystem=vzrepl.source msg="disk committed" job=web01 disk=disk0 pass=3f2a… generation=7
 ///
-/// Metadata (job, disk, pass, ...) is printed as key=value in a stable order. Never writes stdout:
-/// stdout of `vzrepl-source` carries the JSON-lines events, of `vzrepl-target` the protocol.
+/// `ts` (UTC, RFC 3339 with milliseconds), `level`, `subsystem` (the logger's label), `msg`, then
+/// `job`, `disk`, `pass` when the logger carries them, then `kind` and `hint` on error lines, then
+/// the other metadata sorted by key. Never writes stdout: stdout of `vzrepl-source` carries the
+/// JSON-lines events, of `vzrepl-target serve` the protocol.
 ///
 /// Much of what is logged comes from the peer (its version string, `SSH_ORIGINAL_COMMAND`, a
-/// refused name, an error frame's message): the message and every metadata key and value are
-/// escaped here, in one place (`escaped`), so no text can start a line of its own or drive the
-/// terminal of whoever reads the log.
+/// refused name, an error frame's message): every key and value goes through `Logfmt`, in one
+/// place, so no text can start a line of its own, forge a field, or drive the reader's terminal.
+///
+/// Every error (and critical) line carries `kind=` (a `VZError.Kind`; `internal` when the caller
+/// gave none) and `hint=`, the kind's one-line "what to check next" (`ErrorHint`).
 public struct LineLogHandler: LogHandler {
-    public final class Sink: @unchecked Sendable {
-        private let lock = NSLock()
-        private let file: UnsafeMutablePointer<FILE>?
-        public let filePath: String?
-
-        public init(filePath: String?) {
-            self.filePath = filePath
-            if let p = filePath {
-                let dir = (p as NSString).deletingLastPathComponent
-                if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-                file = fopen(p, "ae")  // close-on-exec: a spawned target agent must not inherit our log
-                if file == nil { fputs("warning: cannot open log file \(p): \(String(cString: strerror(errno))); logging to stderr only\n", stderr) }
-            } else {
-                file = nil
-            }
-        }
-
-        func write(_ line: String) {
-            lock.lock()
-            defer { lock.unlock() }
-            fputs(line, stderr)
-            if let f = file { fputs(line, f); fflush(f) }
-        }
-    }
-
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
-    private let sink: Sink
+    private let sink: LogSink
 
-    public init(label: String, sink: Sink, level: Logger.Level) {
+    public init(label: String, sink: LogSink, level: Logger.Level) {
         self.label = label
         self.sink = sink
         self.logLevel = level
@@ -58,67 +39,76 @@ public struct LineLogHandler: LogHandler {
     private static let formatter: ISO8601DateFormatter = {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        f.timeZone = TimeZone(identifier: "UTC")
         return f
     }()
     private static let formatterLock = NSLock()
 
+    /// The fields that come first, in this order, when present.
+    static let leading = ["job", "disk", "pass", "kind", "hint"]
+
     public func log(event: LogEvent) {
-        emit(level: event.level, message: event.message, metadata: event.metadata)
-    }
-
-    private func emit(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?) {
         var all = metadata
-        if let extra { all.merge(extra) { $1 } }
-        let order = ["job", "disk", "pass"]
-        func field(_ k: String, _ v: Logger.MetadataValue) -> String { "\(LineLogHandler.escaped(k))=\(LineLogHandler.escaped("\(v)"))" }
-        var fields = order.compactMap { k in all[k].map { field(k, $0) } }
-        fields += all.keys.filter { !order.contains($0) }.sorted().map { field($0, all[$0]!) }
-        LineLogHandler.formatterLock.lock()
-        let time = LineLogHandler.formatter.string(from: Date())
-        LineLogHandler.formatterLock.unlock()
-        let lvl = level.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
-        let meta = fields.isEmpty ? "" : " " + fields.joined(separator: " ")
-        sink.write("\(time) \(lvl)\(label)\(meta): \(LineLogHandler.escaped("\(message)"))\n")
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        sink.write(LineLogHandler.line(level: event.level, label: label, message: "\(event.message)", metadata: all) + "\n")
     }
 
-    /// `text` with every character that could end a line or control a terminal made visible:
-    /// `\n`, `\r`, `\t`, `\x1b` (other C0 controls and DEL), `\u{85}` (C1 controls), `\u{2028}` and
-    /// `\u{2029}` (the Unicode line and paragraph separators). Everything else is kept as is.
-    public static func escaped(_ text: String) -> String {
-        func needsEscape(_ u: Unicode.Scalar) -> Bool {
-            u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+    /// The line (without its newline) for one event.
+    static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, date: Date = Date()) -> String {
+        var all = metadata.mapValues { "\($0)" }
+        if level >= .error {
+            let kind = all["kind"].flatMap(VZError.Kind.init(rawValue:)) ?? .internal
+            all["kind"] = kind.rawValue
+            if all["hint"] == nil { all["hint"] = kind.hint }
         }
-        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
-        var out = String.UnicodeScalarView()
-        for u in text.unicodeScalars {
-            guard needsEscape(u) else { out.append(u); continue }
-            let visible: String
-            switch u {
-            case "\n": visible = "\\n"
-            case "\r": visible = "\\r"
-            case "\t": visible = "\\t"
-            default:
-                let hex = String(u.value, radix: 16)
-                visible = u.value <= 0x7F ? "\\x" + (hex.count < 2 ? "0" : "") + hex : "\\u{\(hex)}"
-            }
-            out.append(contentsOf: visible.unicodeScalars)
-        }
-        return String(out)
+        // A logger may name its part of the agent in metadata (`subsystem: journal`).
+        var subsystem = label
+        if let sub = all.removeValue(forKey: "subsystem") { subsystem = sub.contains(".") ? sub : "vzrepl." + sub }
+        formatterLock.lock()
+        let ts = formatter.string(from: date)
+        formatterLock.unlock()
+        var fields: [(key: String, value: String)] = [("ts", ts), ("level", level.rawValue), ("subsystem", subsystem), ("msg", message)]
+        fields += leading.compactMap { k in all[k].map { (k, $0) } }
+        // A metadata key may not pose as one of the fixed fields.
+        let fixed: Set<String> = ["ts", "level", "subsystem", "msg"]
+        fields += all.keys.filter { !leading.contains($0) }.sorted().map { k in (fixed.contains(k) ? "meta." + k : k, all[k]!) }
+        return Logfmt.line(fields)
     }
 
     /// The names `--log-level` accepts, most verbose first.
     public static let levelNames = Logger.Level.allCases.map(\.rawValue)
 
-    /// Installs the handler for every logger of an agent; the log file defaults to
-    /// $VZREPL_LOG_DIR/AGENT.log, else /var/log/vzrepl/AGENT.log.
-    public static func bootstrap(agent: String, filePath: String?, levelName: String) {
-        let dir = ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? "/var/log/vzrepl"
-        bootstrap(filePath: filePath ?? "\(dir)/\(agent).log", level: Logger.Level(rawValue: levelName) ?? .info)
+    /// The file an agent logs to: `--log-file` if given, else AGENT.log in `--log-dir`, else in
+    /// $VZREPL_LOG_DIR, else in /var/log/vzrepl.
+    public static func logFilePath(agent: String, file: String?, directory: String?) -> String {
+        if let file { return file }
+        let dir = directory ?? ProcessInfo.processInfo.environment["VZREPL_LOG_DIR"] ?? defaultDirectory
+        return "\(dir)/\(agent).log"
     }
 
-    /// Installs the handler for every logger of the process.
-    public static func bootstrap(filePath: String?, level: Logger.Level) {
-        let sink = Sink(filePath: filePath)
+    public static let defaultDirectory = "/var/log/vzrepl"
+
+    /// Installs the handler for every logger of the process. A log file that cannot be opened
+    /// (the default directory is not writable off the appliance) leaves stderr logging only, and
+    /// says so in the first line.
+    public static func bootstrap(filePath: String?, level: Logger.Level, maxFileBytes: UInt64 = LogSink.defaultMaxBytes) {
+        let sink = LogSink(filePath: filePath, maxBytes: maxFileBytes)
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, sink: sink, level: level) }
+        if let problem = sink.openProblem {
+            Logger(label: "vzrepl.log").warning("cannot open the log file; logging to stderr only",
+                                                metadata: ["file": "\(filePath ?? "")", "reason": "\(problem)"])
+        }
+    }
+}
+
+extension Logger {
+    /// An error line for `error`: `kind` its `VZError.Kind` (`internal` for any other error),
+    /// `error` its message; the handler adds the kind's `hint`.
+    public func failure(_ message: Logger.Message, _ error: Error, metadata extra: Logger.Metadata = [:], critical: Bool = false) {
+        let e = error as? VZError ?? VZError(.internal, "\(error)")
+        var meta = extra
+        meta["kind"] = "\(e.kind.rawValue)"
+        meta["error"] = "\(e.message)"
+        log(level: critical ? .critical : .error, message, metadata: meta)
     }
 }

@@ -36,20 +36,30 @@ public final class SourceAgent {
     public var workers = 2
     /// `--keep-temp`: leave the working files (active-block filters) in the workDir.
     public var keepTemp = false
+    /// `--metrics-file`: where the pass summary goes in Prometheus text format (`PassMetrics`).
+    public var metricsPath: String?
+    /// The id of this pass (a UUID): `passId` of `pass-started`, `pass=` of every log line of both
+    /// agents (the target learns it from `hello`, protocol version 3).
+    public let passId: String
 
-    public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String) {
+    public init(job: JobConfig, events: EventEmitter, logger: Logger, version: String, passId: String = PassIdentifier.make()) {
         self.job = job
         self.events = events
         self.logger = logger
         self.version = version
+        self.passId = passId
         self.logger[metadataKey: "job"] = "\(job.job)"
+        self.logger[metadataKey: "pass"] = "\(passId)"
     }
 
     /// Runs the pass; never throws: every failure becomes an `error` event and an exit code.
     public func replicate() -> ExitCode {
         let started = Date()
         let outcomes = DiskOutcomes(disks: job.disks.map(\.name))
-        let passStarted = PassStartedEvent(job: job, version: version, events: events)
+        let passStarted = PassStartedEvent(job: job, version: version, events: events, extra: ["passId": passId])
+        logger.info("pass started", metadata: ["mode": "\(job.mode.rawValue)", "disks": "\(job.disks.map(\.name).joined(separator: ","))",
+                                               "transport": "\(job.target.transport.rawValue)", "version": "\(version)",
+                                               "parallelDisks": "\(job.parallelDisks)"])
         let sources: [SourceDisk]
         do {
             sources = try openSources(outcomes: outcomes, passStarted: passStarted)
@@ -85,13 +95,13 @@ public final class SourceAgent {
     public func plan() -> ExitCode {
         let started = Date()
         let outcomes = DiskOutcomes(disks: job.disks.map(\.name))
-        let planStarted = PassStartedEvent(job: job, version: version, events: events, name: "plan-started")
+        let planStarted = PassStartedEvent(job: job, version: version, events: events, name: "plan-started", extra: ["passId": passId])
         guard let sources = try? openSources(outcomes: outcomes, passStarted: planStarted) else {
             return finish(outcomes, passStarted: planStarted, started: started, event: "plan-finished")
         }
         let session: TargetSession
         do {
-            session = try TargetSession.open(job: job, version: version, limiter: nil, diskSet: nil, logger: logger)
+            session = try TargetSession.open(job: job, version: version, passId: passId, limiter: nil, diskSet: nil, logger: logger)
         } catch {
             let e = error as? VZError ?? VZError(.internal, "\(error)")
             outcomes.fail(0, e)
@@ -158,7 +168,7 @@ public final class SourceAgent {
             if session == nil {
                 do {
                     let diskSet = zip(job.disks, sources).map { Message.DiskSetEntry(name: $0.name, capacity: $1.reader.capacity) }
-                    let s = try TargetSession.open(job: job, version: version, limiter: limiter, diskSet: diskSet, logger: logger)
+                    let s = try TargetSession.open(job: job, version: version, passId: passId, limiter: limiter, diskSet: diskSet, logger: logger)
                     passStarted.emit(target: s)
                     session = s
                 } catch {
@@ -178,7 +188,9 @@ public final class SourceAgent {
                 let r = try s.run { try replicator.run(session: &$0.machine) }
                 outcomes.commit(i, r)
                 events.emit("disk-finished", r.eventFields)
-                logger.info("disk \(d.name) committed: generation \(r.generation), scanned \(r.scannedBytes), changed \(r.changedBytes), zero \(r.zeroBytes), sent \(r.sentBytes) bytes in \(String(format: "%.2f", r.seconds)) s")
+                logger.info("disk committed", metadata: ["disk": "\(d.name)", "generation": "\(r.generation)", "scannedBytes": "\(r.scannedBytes)",
+                                                         "changedBytes": "\(r.changedBytes)", "zeroBytes": "\(r.zeroBytes)", "sentBytes": "\(r.sentBytes)",
+                                                         "seconds": "\(String(format: "%.2f", r.seconds))"])
             } catch {
                 let e = error as? VZError ?? VZError(.internal, "\(error)")
                 outcomes.fail(i, e)
@@ -194,9 +206,12 @@ public final class SourceAgent {
 
     private func reportError(_ e: VZError, disk: String?, passStarted: PassStartedEvent) {
         let code = ExitCode(for: e.kind)
-        logger.error("pass failed\(disk.map { " on disk \($0)" } ?? ""): \(e)")
+        var meta: Logger.Metadata = ["kind": "\(e.kind.rawValue)", "error": "\(e.message)", "exitCode": "\(code.rawValue)",
+                                     "transient": "\(e.isTransient)"]
+        if let disk { meta["disk"] = "\(disk)" }
+        logger.error("pass failed", metadata: meta)
         var fields: [String: Any] = ["kind": e.kind.rawValue, "message": e.message, "transient": e.isTransient,
-                                     "exitCode": Int(code.rawValue)]
+                                     "exitCode": Int(code.rawValue), "hint": e.kind.hint]
         if let disk { fields["disk"] = disk }
         passStarted.emit(target: nil)
         events.emit("error", fields)
@@ -208,13 +223,22 @@ public final class SourceAgent {
                         event: String = "pass-finished") -> ExitCode {
         passStarted.emit(target: nil)
         let all = outcomes.all
-        let code = all.compactMap { o -> ExitCode? in
-            if case let .failed(e) = o.state { return ExitCode(for: e.kind) }
+        let firstFailure = all.compactMap { o -> VZError? in
+            if case let .failed(e) = o.state { return e }
             return nil
-        }.first ?? .ok
+        }.first
+        let code = firstFailure.map { ExitCode(for: $0.kind) } ?? .ok
         let committed = all.compactMap { o -> DiskResult? in
             if case let .committed(r) = o.state { return r }
             return nil
+        }
+        let seconds = Date().timeIntervalSince(started)
+        logger.info("\(event == "pass-finished" ? "pass" : "plan") finished", metadata: ["disksCommitted": "\(committed.count)", "exitCode": "\(code.rawValue)",
+                                                                                   "seconds": "\(String(format: "%.2f", seconds))"])
+        if event == "pass-finished" {
+            // The metrics file before pass-finished: a controller that saw the event finds it current.
+            writeMetrics(PassMetrics(job: job.job, passId: passId, exitCode: code.rawValue, error: firstFailure?.kind,
+                                     seconds: seconds, disks: committed))
         }
         var fields: [String: Any] = ["ok": code == .ok, "exitCode": Int(code.rawValue), "seconds": Date().timeIntervalSince(started),
                                      "disks": all.map(\.eventFields)]
@@ -225,5 +249,16 @@ public final class SourceAgent {
         }
         events.emit(event, fields)
         return code
+    }
+
+    /// `--metrics-file`: a failure to write it is logged; it does not change the pass's outcome.
+    private func writeMetrics(_ metrics: PassMetrics) {
+        guard let path = metricsPath else { return }
+        do {
+            try metrics.write(to: path)
+        } catch {
+            let e = error as? VZError ?? VZError(.internal, "\(error)")
+            logger.failure("cannot write the metrics file", e, metadata: ["file": "\(path)"])
+        }
     }
 }

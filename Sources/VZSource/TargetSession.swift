@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import VZCore
+import VZPlatform
 import VZWire
 
 /// One protocol session with the target agent: the transport, the banners, hello and helloAck.
@@ -13,6 +14,8 @@ final class TargetSession {
     /// The target agent's version (its helloAck) and protocol version (its banner).
     let targetVersion: String
     var targetProtocolVersion: Int { channel.peerProtocolVersion }
+    /// `--debug`'s frame summary, flushed when the session ends.
+    private var trace: FrameTrace?
 
     private init(stream: ByteStream, channel: MessageChannel, targetVersion: String) {
         self.stream = stream
@@ -25,11 +28,19 @@ final class TargetSession {
     /// `diskSet`: the job's whole disk set, sent to a version-3 target so it can refuse a changed
     /// one before anything is written (every session of the job sends it); nil for a read-only
     /// session (`plan`), which changes nothing the set guards.
-    static func open(job: JobConfig, version: String, limiter: BandwidthLimiter?, diskSet: [Message.DiskSetEntry]?,
+    /// `passId` goes to a version-3 target in `hello` (an older one would refuse the field).
+    static func open(job: JobConfig, version: String, passId: String, limiter: BandwidthLimiter?, diskSet: [Message.DiskSetEntry]?,
                      logger: Logger) throws -> TargetSession {
         let transport = try TransportFactory.connect(job.target, logger: logger)
         let channel = MessageChannel(stream: transport, peerName: "target", limits: TransportFactory.limits(job.target))
         channel.limiter = limiter
+        // `--debug`: a summary of this session's frames.
+        var trace: FrameTrace?
+        if logger.logLevel <= .trace {
+            let t = FrameTrace(logger: logger)
+            channel.frameObserver = { t.observe(sent: $0, type: $1, bytes: $2) }
+            trace = t
+        }
         var greeted = false  // the target's banner arrived
         do {
             let banner = try channel.exchangeBanners(agent: SourceAgent.agentName, version: version)
@@ -38,11 +49,16 @@ final class TargetSession {
             // A target that refuses at once (its root is missing) may be gone before hello is
             // written: its error frame then says why, not the broken pipe.
             try withTargetExplanation(channel) {
-                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)"), in: &machine)
+                // A version-2 target would refuse the trailing pass id: it logs without one.
+                let id = channel.peerProtocolVersion >= 3 ? passId : ""
+                try channel.send(.hello(job: job.job, sourceVersion: "\(SourceAgent.agentName) \(version)", passId: id), in: &machine)
             }
             let answer = try withTargetExplanation(channel) { try channel.nextAction(of: &machine) }
             guard case let .connected(targetVersion) = answer else { throw SourceSessionStateMachine.unexpected(answer) }
-            logger.info("connected to \(targetVersion) (\(banner))")
+            logger.info("connected to \(targetVersion) (\(banner))", metadata: ["peerProtocol": "\(channel.peerProtocolVersion)"])
+            if channel.peerProtocolVersion < 3 {
+                logger.notice("the target speaks protocol \(channel.peerProtocolVersion): it does not learn the pass id, its log lines of this pass carry none")
+            }
             if let diskSet {
                 if machine.speaksDiskSets {
                     try withTargetExplanation(channel) { try channel.send(.diskSet(diskSet), in: &machine) }
@@ -52,9 +68,11 @@ final class TargetSession {
             }
             let s = TargetSession(stream: transport, channel: channel, targetVersion: targetVersion)
             s.machine = machine
+            s.trace = trace
             return s
         } catch {
             let e = explainEnd(of: transport, error as? VZError ?? VZError(.internal, "\(error)"), afterBanner: greeted)
+            trace?.flush()
             finish(transport, logger: logger)
             throw e
         }
@@ -77,11 +95,15 @@ final class TargetSession {
         } catch {
             logger.warning("could not end the session with the target cleanly: \(error)")
         }
+        trace?.flush()
         TargetSession.finish(stream, logger: logger)
     }
 
     /// Closes after a failure.
-    func abandon(logger: Logger) { TargetSession.finish(stream, logger: logger) }
+    func abandon(logger: Logger) {
+        trace?.flush()
+        TargetSession.finish(stream, logger: logger)
+    }
 
     /// Closes the transport (bounded: an exec child that does not exit is stopped) and logs it
     /// when the target agent had to be stopped.

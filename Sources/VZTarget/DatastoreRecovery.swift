@@ -82,7 +82,7 @@ public enum DatastoreRecovery {
                 } catch let e as VZError where e.kind == .locked {
                     logger.info("\(job)/\(disk): a session holds the disk; it recovers its own journal")
                 } catch {
-                    logger.error("\(job)/\(disk): recovery failed: \(error)")
+                    logger.failure("recovery failed", error, metadata: ["job": "\(job)", "disk": "\(disk)"])
                     firstError = firstError ?? error
                 }
             }

@@ -24,6 +24,8 @@ public struct DiskFiles: Hashable, Sendable {
     public var journal: String { "\(disk).vzundo" }
     /// The CID record (issue: VMDK).
     public var cidRecord: String { "\(disk).vzcid" }
+    /// The last committed pass's record, for `status` (Docs/formats.md §7).
+    public var passRecord: String { "\(disk).vzpass" }
     /// The session lock.
     public var lock: String { "\(disk).vzlock" }
 
@@ -34,6 +36,7 @@ public struct DiskFiles: Hashable, Sendable {
     /// The journal's header is written here, then renamed to `journal`.
     public var journalTemp: String { Directory.temporaryName(for: journal) }
     public var cidRecordTemp: String { Directory.temporaryName(for: cidRecord) }
+    public var passRecordTemp: String { Directory.temporaryName(for: passRecord) }
     /// This disk's temp name for the job's shared `vzundo-script`. Not `.vzundo-script.DISK.tmp`:
     /// that is disk `vzundo-script`'s journal temp when DISK is `vzundo` (DiskFilesTests found it).
     /// Ending in the disk name, it could only equal another disk's temp (all end in `.tmp`) if the
@@ -41,9 +44,9 @@ public struct DiskFiles: Hashable, Sendable {
     public var scriptTemp: String { ".\(RollbackScript.fileName).tmp.\(disk)" }
 
     /// The files a crash can leave half-made: removed by recovery, never meaningful.
-    public var temporaries: [String] { [flatSeed, descriptorTemp, mapTemp, journalTemp, cidRecordTemp, scriptTemp] }
+    public var temporaries: [String] { [flatSeed, descriptorTemp, mapTemp, journalTemp, cidRecordTemp, passRecordTemp, scriptTemp] }
     /// The files a committed or unfinished pass keeps.
-    public var permanent: [String] { [descriptor, flat, map, journal, cidRecord, lock] }
+    public var permanent: [String] { [descriptor, flat, map, journal, cidRecord, passRecord, lock] }
     /// Every name this disk may own.
     public var all: [String] { permanent + temporaries }
 
@@ -52,8 +55,8 @@ public struct DiskFiles: Hashable, Sendable {
     public static func disk(owning name: String) -> String? {
         var candidates: [String] = []
         let body = name.hasPrefix(".") ? String(name.dropFirst()) : name
-        for suffix in ["-flat.vmdk.tmp", ".vmdk.tmp", ".vzmap.tmp", ".vzundo.tmp", ".vzcid.tmp",
-                       "-flat.vmdk", ".vmdk", ".vzmap", ".vzundo", ".vzcid", ".vzlock"] where body.hasSuffix(suffix) {
+        for suffix in ["-flat.vmdk.tmp", ".vmdk.tmp", ".vzmap.tmp", ".vzundo.tmp", ".vzcid.tmp", ".vzpass.tmp",
+                       "-flat.vmdk", ".vmdk", ".vzmap", ".vzundo", ".vzcid", ".vzpass", ".vzlock"] where body.hasSuffix(suffix) {
             candidates.append(String(body.dropLast(suffix.count)))
         }
         let scriptPrefix = ".\(RollbackScript.fileName).tmp."

@@ -27,6 +27,9 @@ final class DiskSession {
         var lockWait = 5.0
         /// The most memory a disk's block map may take (33 bytes a block, held whole during a pass).
         var mapMemoryLimit = TargetServer.Options.defaultMapMemoryLimit
+        /// The source's pass id (hello, protocol 3), which the undo journal records as its own;
+        /// nil: the journal gets a random one.
+        var passId: [UInt8]?
     }
 
     enum Incoming {
@@ -88,7 +91,10 @@ final class DiskSession {
         }
     }
 
+    static func unixMillis() -> UInt64 { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+
     private func pass(disk: String, blockSize bs: UInt32, heartbeat: Heartbeat) throws {
+        let started = DiskSession.unixMillis()
         heartbeat.step = WorkStep(.waitingForLock)
         let lock = try DiskLock.acquire(directory: jobDirectory, files: files, wait: options.lockWait)
         defer { lock.release() }
@@ -107,13 +113,13 @@ final class DiskSession {
 
         var journal: PassJournal = NoJournal()
         let generation = loaded.state.generation + 1
-        let stats: (changed: UInt64, zero: UInt64)
+        let stats: (changed: UInt64, zero: UInt64, scanned: UInt64)
         do {
             // Inside the do: a journal that fails half-way through its own start is cleaned up too.
             if options.journaled {
                 journal = try MapStore.beginJournal(directory: jobDirectory, files: files, job: job, rootPath: options.rootPath,
                                                     executablePath: options.executablePath, generation: loaded.state.generation,
-                                                    blockSize: bs, capacity: request.capacity, logger: logger)
+                                                    blockSize: bs, capacity: request.capacity, passId: options.passId, logger: logger)
             }
             var newMap = loaded.map
             let (applied, chain) = try apply(to: replica, journal: journal, map: &newMap)
@@ -123,12 +129,18 @@ final class DiskSession {
             try replica.flush()
             try MapStore.write(newMap, generation: generation, directory: jobDirectory, files: files)
             try store.recordCID(FlatDescriptor.randomCID(), generation: generation, chain: chain, of: replica)
+            // For `status`: after the commit point, before the journal goes (Docs/formats.md §7).
+            let record = PassRecordFile(generation: generation, committedUnixMillis: DiskSession.unixMillis(), startedUnixMillis: started,
+                                        scannedBytes: stats.scanned, changedBytes: stats.changed, zeroBytes: stats.zero,
+                                        passId: options.passId)
+            try jobDirectory.writeAtomically(files.passRecord, record.encode())
             try journal.discard()
         } catch {
             rollBack(after: error, journal: journal)
             throw error
         }
-        logger.info("pass committed: generation \(generation), \(stats.changed) bytes changed, \(stats.zero) of them zeroed")
+        logger.info("pass committed", metadata: ["generation": "\(generation)", "changedBytes": "\(stats.changed)", "zeroBytes": "\(stats.zero)",
+                                                 "scannedBytes": "\(stats.scanned)"])
         try send(.diskCommitted(.init(generation: generation, changedBytes: stats.changed, zeroBytes: stats.zero)))
     }
 
@@ -137,12 +149,12 @@ final class DiskSession {
     private func rollBack(after error: Error, journal: PassJournal) {
         (journal as? UndoJournal)?.close()
         guard options.journaled else { return }
-        logger.error("pass failed: \(error); rolling back")
+        logger.failure("pass failed; rolling back", error)
         do {
             let r = try DatastoreRecovery.recoverLocked(store: store, job: job, files: files, logger: logger)
             logger.notice("after the failure: \(r.action) (\(r.reason)), \(r.restoredBytes) bytes restored")
         } catch {
-            logger.critical("rollback failed: \(error); the journal stays, and `vzrepl-target recover` or the next session rolls back")
+            logger.failure("rollback failed; the journal stays, and `vzrepl-target recover` or the next session rolls back", error, critical: true)
         }
     }
 
@@ -199,7 +211,7 @@ final class DiskSession {
 
     /// Returns what changed and the source chain the source sent (protocol 3; nil before).
     private func apply(to replica: FlatReplica, journal: PassJournal, map: inout BlockMap)
-        throws -> ((changed: UInt64, zero: UInt64), [SourceChainLink]?) {
+        throws -> ((changed: UInt64, zero: UInt64, scanned: UInt64), [SourceChainLink]?) {
         var changed: UInt64 = 0, zero: UInt64 = 0
         var batch: [Decoded] = []
         var batchBytes = 0
@@ -258,6 +270,6 @@ final class DiskSession {
         try flushBatch()
         try applier.finish()
         logger.debug("source scanned \(scanned) bytes")
-        return ((changed, zero), chain)
+        return ((changed, zero, scanned), chain)
     }
 }

@@ -93,11 +93,12 @@ enum MapStore {
     }
 
     static func beginJournal(directory: Directory, files: DiskFiles, job: String, rootPath: String, executablePath: String,
-                             generation: UInt64, blockSize: UInt32, capacity: UInt64, logger: Logger) throws -> UndoJournal {
+                             generation: UInt64, blockSize: UInt32, capacity: UInt64, passId: [UInt8]? = nil,
+                             logger: Logger) throws -> UndoJournal {
         var log = logger
         log[metadataKey: "subsystem"] = "journal"
-        return try UndoJournal.begin(directory: directory, job: job, disk: files.disk, blockSize: blockSize, capacity: capacity,
-                                     generation: generation,
+        return try UndoJournal.begin(directory: directory, job: job, disk: files.disk, passID: passId.map { .init(bytes: $0) } ?? .random(),
+                                     blockSize: blockSize, capacity: capacity, generation: generation,
                                      script: RollbackScript(executablePath: executablePath, rootPath: rootPath), logger: log)
     }
 }

@@ -46,6 +46,38 @@ public enum ReplicaInspector {
             public var cid: String
             public var parentCID: String
         }
+        /// An uncommitted pass is pending: its journal is there (`undo` pending).
+        public var pending = false
+        /// From the journal's header: when the pending pass started; and the journal's size.
+        public var undoStartedAt: String?
+        public var undoBytes: UInt64?
+        /// The `.vzmap`'s size in bytes and entries.
+        public var mapBytes: UInt64?
+        public var mapEntries: UInt64?
+        /// The last committed pass, from `DISK.vzpass` (Docs/formats.md §7); nil when there is
+        /// none (a replica from before the record, or none committed) or it is damaged.
+        public var lastPass: LastPass?
+        /// Why `lastPass` is missing or is not the pass that committed the map's generation.
+        public var lastPassNote: String?
+        /// The CBT change id recorded at the last commit: always nil until CBT exists (printed as null).
+        public var cbtChangeId: String?
+    }
+
+    public struct LastPass: Codable, Sendable, Equatable {
+        public var generation: UInt64
+        public var committedAt: String
+        public var startedAt: String
+        public var seconds: Double
+        public var scannedBytes: UInt64
+        public var changedBytes: UInt64
+        public var zeroBytes: UInt64
+        public var passId: String?
+    }
+
+    static func iso(millis: UInt64) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
     public static func status(rootPath: String) throws -> [DiskStatus] {
@@ -66,6 +98,7 @@ public enum ReplicaInspector {
                 }
                 inspectMap(&s, in: dir)
                 inspectJournal(&s, in: dir)
+                inspectPassRecord(&s, in: dir)
                 out.append(s)
             }
         }
@@ -82,13 +115,15 @@ public enum ReplicaInspector {
             let capacity = s.capacityBytes ?? 0
             let limit = Int(VzmapFile.fileSize(entryCount: capacity / UInt64(JobConfig.minBlockSize) + 1))
             guard let bytes = try dir.readFile(name, maxSize: limit) else { s.mapReason = "\(path) is missing"; return }
+            s.mapBytes = UInt64(bytes.count)
             // The header alone says which generation recovery sees, even when the entries are damaged.
             if let h = try? VzmapFile.decodeHeader(bytes, fileName: path) {
                 s.blockSize = h.blockSize
                 s.generation = h.generation
                 s.lastCommit = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(h.createdUnixSeconds)))
             }
-            let (header, _) = try VzmapFile.decode(bytes, fileName: path)
+            let (header, map) = try VzmapFile.decode(bytes, fileName: path)
+            s.mapEntries = UInt64(map.count)
             guard header.capacity == capacity else {
                 s.mapStatus = .corrupt
                 s.mapReason = "\(path) describes \(header.capacity) bytes, the replica has \(capacity)"
@@ -105,8 +140,11 @@ public enum ReplicaInspector {
         do {
             guard let h = try Rollback.readJournalHeader(directory: dir, disk: s.disk) else { return }
             s.undo = .pending
+            s.pending = true
             s.undoStartGeneration = h.startGeneration
-            s.undoPassId = h.passID.description
+            s.undoStartedAt = iso(millis: h.createdUnixSeconds * 1000)
+            if let f = try? dir.openIfExists(DiskFiles(disk: s.disk).journal, flags: O_RDONLY) { s.undoBytes = try? f.size() }
+            s.undoPassId = PassIdentifier.string(of: h.passID.bytes)
             // As recovery decides: from the map header's generation.
             let mapGeneration = s.mapStatus == .missing ? nil : s.generation
             let decision = Rollback.decide(journalStartGeneration: h.startGeneration, mapGeneration: mapGeneration)
@@ -116,6 +154,28 @@ public enum ReplicaInspector {
             s.undo = .corrupt
             s.undoReason = ((error as? VZError)?.message ?? "\(error)")
                 + " — recovery cannot use this journal; Docs/operations.md says what to do"
+        }
+    }
+
+    /// The record of the last committed pass; it describes the map only when their generations agree.
+    private static func inspectPassRecord(_ s: inout DiskStatus, in dir: Directory) {
+        let files = DiskFiles(disk: s.disk)
+        let path = "\(dir.path)/\(files.passRecord)"
+        do {
+            guard let bytes = try dir.readFile(files.passRecord, maxSize: PassRecordFile.size) else {
+                if s.generation != nil { s.lastPassNote = "no pass record (\(path)): the replica's last commit predates it" }
+                return
+            }
+            let r = try PassRecordFile.decode(bytes, fileName: path)
+            if let g = s.generation, r.generation != g {
+                s.lastPassNote = "\(path) describes generation \(r.generation), the map is at \(g): the agent stopped between that commit and its record"
+                return
+            }
+            s.lastPass = LastPass(generation: r.generation, committedAt: iso(millis: r.committedUnixMillis), startedAt: iso(millis: r.startedUnixMillis),
+                                  seconds: Double(r.committedUnixMillis >= r.startedUnixMillis ? r.committedUnixMillis - r.startedUnixMillis : 0) / 1000, scannedBytes: r.scannedBytes,
+                                  changedBytes: r.changedBytes, zeroBytes: r.zeroBytes, passId: r.passIdString)
+        } catch {
+            s.lastPassNote = ((error as? VZError)?.message ?? "\(error)") + ": the pass record is damaged (it is rewritten at the next commit)"
         }
     }
 

@@ -111,7 +111,7 @@ public enum Rollback {
             try removeLeftovers(directory: directory, disk: disk)
             return Outcome(decision: decide(journalStartGeneration: nil, mapGeneration: nil))
         }
-        log[metadataKey: "pass"] = .string(header.passID.description)
+        log[metadataKey: "pass"] = .string(PassIdentifier.string(of: header.passID.bytes))
         let (mapGeneration, note) = try readMapGeneration(directory: directory, disk: disk)
         let decision = decide(journalStartGeneration: header.startGeneration, mapGeneration: mapGeneration)
         log.warning("unfinished pass found (\(directory.path)/\(UndoJournal.fileName(disk: disk))): \(decision.reason)\(note.isEmpty ? "" : " (\(note))")")

@@ -43,10 +43,17 @@ public final class TargetServer {
     public func serve(stream: ByteStream, version: String) throws {
         let channel = MessageChannel(stream: stream, peerName: "source", limits: .init(frameTimeout: options.frameTimeout,
                                                                                     progressTimeout: options.progressTimeout))
+        var trace: FrameTrace?
+        if logger.logLevel <= .trace {
+            let t = FrameTrace(logger: logger)
+            channel.frameObserver = { t.observe(sent: $0, type: $1, bytes: $2) }
+            trace = t
+        }
+        defer { trace?.flush() }
         do {
-            try session(channel: channel, version: version)
+            try session(channel: channel, version: version, trace: trace)
         } catch let e as VZError {
-            logger.error("session failed: \(e)")
+            logger.failure("session failed", e)
             // Tell the source why, if the stream still works; its own report quotes this.
             try? channel.send(.error(kind: e.kind.rawValue, message: e.message))
             stream.closeWrite()
@@ -57,15 +64,18 @@ public final class TargetServer {
 
     /// The session's rules live in `TargetSessionStateMachine`; this loop feeds it what arrives
     /// and carries out its actions.
-    private func session(channel: MessageChannel, version: String) throws {
+    private func session(channel: MessageChannel, version: String, trace: FrameTrace?) throws {
         let banner = try channel.exchangeBanners(agent: TargetServer.agentName, version: version)
         let root = try Directory.openRoot(options.rootPath)
         var session = TargetSessionStateMachine(peerProtocolVersion: channel.peerProtocolVersion)
         let first = try channel.nextAction(of: &session)
-        guard case let .greet(job, sourceVersion) = first else { throw TargetSessionStateMachine.unexpected(first) }
+        guard case let .greet(job, sourceVersion, passId) = first else { throw TargetSessionStateMachine.unexpected(first) }
+        if !passId.isEmpty { logger[metadataKey: "pass"] = "\(passId)" }
         if let why = NameRules.problem(with: job) { throw VZError(.pathOutsideRoot, "job name \(why)") }
         logger[metadataKey: "job"] = "\(job)"
-        logger.info("session started with \(sourceVersion) (\(banner)), datastore root \(options.rootPath)")
+        trace?.relabel(logger)
+        logger.info("session started", metadata: ["peer": "\(sourceVersion)", "banner": "\(banner)", "root": "\(options.rootPath)",
+                                                  "peerProtocol": "\(channel.peerProtocolVersion)"])
         if !session.speaksDiskSets {
             logger.notice("the source speaks protocol \(channel.peerProtocolVersion): it sends no disk set, so an added or removed disk is not detected, and no source chain is recorded in .vzcid")
         }
@@ -79,6 +89,7 @@ public final class TargetServer {
         diskOptions.rootPath = options.rootPath
         diskOptions.lockWait = options.lockWait
         diskOptions.mapMemoryLimit = options.mapMemoryLimit
+        diskOptions.passId = PassIdentifier.bytes(of: passId)
         while true {
             let action = try channel.nextAction(of: &session)
             switch action {

@@ -110,7 +110,7 @@ public final class UndoJournal: PassJournal {
         try directory.sync()
         var log = logger
         log[metadataKey: "disk"] = .string(disk)
-        log[metadataKey: "pass"] = .string(passID.description)
+        log[metadataKey: "pass"] = .string(PassIdentifier.string(of: passID.bytes))
         log.info("undo journal started: \(directory.path)/\(name), map generation \(generation), \(blockSize)-byte blocks")
         return UndoJournal(header: header, directory: directory, fileName: name, storage: storageLayer(file),
                            headerBytes: UInt64(bytes.count), logger: log)
@@ -179,7 +179,7 @@ public final class UndoJournal: PassJournal {
         } catch {
             let e = error as? VZError ?? VZError(.internal, "\(error)")
             failure = e
-            logger.error("undo journal failed, the pass cannot go on: \(e)")
+            logger.failure("undo journal failed, the pass cannot go on", e)
             throw e
         }
     }

@@ -8,7 +8,8 @@ public struct Banner: Equatable, Sendable {
     public static let prefix = "VZREPL/"
     public static let maxLength = 128
     /// The version this agent speaks (VZVersion): 2 is 1 plus the `progress` message (type 13);
-    /// 3 adds `diskSet` (20) and `diskChain` (21).
+    /// 3 adds `diskSet` (20), `diskChain` (21), the step of `progress`, `openDisk`'s read-only
+    /// flag and the pass id at the end of `hello`.
     public static let protocolVersion = VZVersion.protocolVersion
     /// The oldest version it still accepts: a version-1 peer gets keepalives instead of progress
     /// frames, and is not held to the no-progress limit, which it has no way to meet.

@@ -52,6 +52,9 @@ public final class MessageChannel {
     /// `bandwidthLimit`: paces every frame this channel writes (but heartbeats: they are tiny, and
     /// must never wait past the peer's idle timeout). Shared by the sessions of one job.
     public var limiter: BandwidthLimiter?
+    /// Told of every frame sent (true) and received (false): its type byte and size with the
+    /// header. `--debug` logs a summary of them (`FrameTrace`). Set before the session starts.
+    public var frameObserver: ((_ sent: Bool, _ type: UInt8, _ bytes: Int) -> Void)?
 
     public init(stream: ByteStream, peerName: String, maxPayload: Int = Frame.maxPayload, limits: Limits = Limits()) {
         self.stream = stream
@@ -65,7 +68,7 @@ public final class MessageChannel {
 
     private var progressTimeout: Double? { peerProtocolVersion >= 2 ? limits.progressTimeout : nil }
 
-    /// Sends our banner line and checks the peer's (`Banner`): "VZREPL/2 <agent> <version>\n".
+    /// Sends our banner line and checks the peer's (`Banner`): "VZREPL/3 <agent> <version>\n".
     /// Once its first byte is in, the line is held to the frame timeout like a frame.
     public func exchangeBanners(agent: String, version: String) throws -> String {
         try stream.write(Banner.encode(agent: agent, version: version))
@@ -103,6 +106,7 @@ public final class MessageChannel {
     public func sendEncoded(_ frame: [UInt8]) throws {
         sendLock.lock()
         defer { sendLock.unlock() }
+        if frame.count > 2 { frameObserver?(true, frame[2], frame.count) }
         guard let limiter else {
             try stream.write(frame)
             bytesSent += UInt64(frame.count)
@@ -174,6 +178,7 @@ public final class MessageChannel {
         guard stream.canWriteWithoutBlocking(frame.count) else { return false }
         try stream.write(frame)
         bytesSent += UInt64(frame.count)
+        if frame.count > 2 { frameObserver?(true, frame[2], frame.count) }
         return true
     }
 
@@ -194,6 +199,7 @@ public final class MessageChannel {
         while true {
             if let frame = try decoder.nextFrame() {
                 frameStartedAt = decoder.bufferedBytes > 0 ? lastReadAt : nil
+                frameObserver?(false, frame.type, Frame.headerSize + frame.payload.count)
                 let m = try Message.decode(frame, frameNumber: decoder.framesDecoded)
                 switch m {
                 case .keepalive:

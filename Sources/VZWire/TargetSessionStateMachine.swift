@@ -39,7 +39,7 @@ public struct TargetSessionStateMachine: Sendable {
         /// A keepalive: nothing to do.
         case ignore
         /// hello: check the job, then send helloAck.
-        case greet(job: String, sourceVersion: String)
+        case greet(job: String, sourceVersion: String, passId: String = "")
         /// Open (or create) the disk's replica, then send diskState and the map.
         case openDisk(Message.OpenDisk)
         /// A block inside the open disk, checked against its geometry: decompress, verify, write.
@@ -114,9 +114,13 @@ public struct TargetSessionStateMachine: Sendable {
 
     private mutating func step(_ m: Message) throws -> Action {
         switch (state, m) {
-        case let (.awaitingHello, .hello(job, version)):
+        case let (.awaitingHello, .hello(job, version, passId)):
+            // It goes into every log line and the undo journal: only a UUID is accepted.
+            guard passId.isEmpty || PassIdentifier.isValid(passId) else {
+                throw VZError(.protocolViolation, "source: hello field 'passId': '\(passId.prefix(64))' is not a UUID (8-4-4-4-12 hex digits)")
+            }
             state = .greeting
-            return .greet(job: job, sourceVersion: version)
+            return .greet(job: job, sourceVersion: version, passId: passId.lowercased())
         case (.awaitingHello, _):
             throw violation(m, "before hello (the first frame must be hello)")
 

@@ -16,7 +16,8 @@ struct SourceCommand: ParsableCommand {
         pass-started, disk-started, map-untrusted, volumes, disk-progress, disk-finished, error, pass-finished; \
         plan: plan-started, disk-plan, plan-finished). When stdout is a terminal (and no --json), \
         a live progress line per disk goes to stderr instead. \
-        Human-readable logs go to stderr and to the log file.
+        Logs (one logfmt line per event, with job, disk and the pass id) go to stderr and to the log file \
+        (--log-dir). `diagnose` writes a support bundle.
 
         Exit codes: 0 every disk committed; otherwise the first failed disk's (job order): 1 internal error; 2 bad job file or arguments; \
         3 source disk error (unreadable, resized); 4 transport error (SSH, connection, protocol); \
@@ -26,7 +27,7 @@ struct SourceCommand: ParsableCommand {
         See Docs/events.md and Docs/operations.md.
         """,
         version: VZVersion.banner(agent: SourceAgent.agentName),
-        subcommands: [Replicate.self, Plan.self, CheckJob.self, ABMMap.self])
+        subcommands: [Replicate.self, Plan.self, CheckJob.self, ABMMap.self, Diagnose.self])
 
     /// ArgumentParser's `main`, except that a usage error (unknown option, missing or bad value)
     /// exits 2 as Docs/events.md says, not 64, and `replicate` reports it as events too.
@@ -66,19 +67,43 @@ enum JobArgument {
 }
 
 struct LogOptions: ParsableArguments {
-    @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-source.log, else /var/log/vzrepl/vzrepl-source.log.")
+    @Option(help: ArgumentHelp("Directory of the log file vzrepl-source.log (logfmt lines, appended). Default: $VZREPL_LOG_DIR, else /var/log/vzrepl; when the file cannot be opened there, logs go to stderr only (and the first line says so).",
+                               valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: "Log file (appended), instead of vzrepl-source.log in --log-dir.")
     var logFile: String?
+
+    @Option(help: "Rotate the log file to FILE.1 before it grows past this many MiB (0: never; logrotate then).")
+    var logMaxMib: UInt64 = LogSink.defaultMaxBytes >> 20
 
     @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    @Flag(help: "Log at debug level (more detail per disk and step).")
+    var verbose = false
+
+    @Flag(help: "Log at trace level, with a summary of the protocol frames sent and received.")
+    var debug = false
 
     func validate() throws {
         guard LineLogHandler.levelNames.contains(logLevel) else {
             throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
         }
+        guard logMaxMib <= 1 << 20 else { throw ValidationError("--log-max-mib \(logMaxMib) is more than 1 TiB") }
     }
 
-    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-source", filePath: logFile, levelName: logLevel) }
+    /// The most verbose of --log-level, --verbose (debug) and --debug (trace).
+    var level: Logger.Level {
+        var l = Logger.Level(rawValue: logLevel) ?? .info
+        if verbose { l = min(l, .debug) }
+        if debug { l = min(l, .trace) }
+        return l
+    }
+
+    var filePath: String { LineLogHandler.logFilePath(agent: "vzrepl-source", file: logFile, directory: logDir) }
+
+    func bootstrap() { LineLogHandler.bootstrap(filePath: filePath, level: level, maxFileBytes: logMaxMib << 20) }
 }
 
 /// A job file is at most 1 MiB (Docs/job-file.md).
@@ -123,6 +148,9 @@ struct Replicate: ParsableCommand {
 
     @Flag(help: "JSON-lines events on stdout even when it is a terminal (by default a terminal gets a live progress line per disk on stderr instead).")
     var json = false
+    @Option(help: ArgumentHelp("Write the pass summary here in Prometheus text format (atomically; for node_exporter's textfile collector, name it *.prom).",
+                               valueName: "path"))
+    var metricsFile: String?
 
     @OptionGroup var log: LogOptions
 
@@ -142,12 +170,13 @@ struct Replicate: ParsableCommand {
         case let .success(c):
             config = c
         case let .failure(e):
-            logger.error("\(e.vzError)")
+            logger.failure("the job file is not valid", e.vzError)
             throw ExitCode(UnstartedPass.report(e.vzError, events: EventEmitter(job: label), version: VZVersion.current).rawValue)
         }
         let agent = SourceAgent(job: config, events: eventEmitter(job: config.job, json: json), logger: logger, version: VZVersion.current)
         agent.workers = workers
         agent.keepTemp = keepTemp
+        agent.metricsPath = metricsFile
         let code = agent.replicate()
         if code != .ok { throw ExitCode(code.rawValue) }
     }
@@ -279,6 +308,37 @@ struct ABMMap: ParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
             throw ExitCode(SourceAgent.ExitCode.sourceError.rawValue)
+        }
+    }
+}
+
+struct Diagnose: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a support bundle (.tar.gz) for a field engineer: logs, the job (secrets redacted), working files, versions.",
+        discussion: """
+        Contents: Docs/operations.md, "Support bundles". The bundle never holds key material: the \
+        private key file is not read, secret job fields are replaced by "<redacted>". Written \
+        atomically; exit 0, or 1 when it could not be written.
+        """)
+
+    @Option(help: ArgumentHelp("The job FILE: a path to the job's JSON.", valueName: "file"))
+    var job: String
+
+    @Option(help: ArgumentHelp("The directory of the log file vzrepl-source.log (default: $VZREPL_LOG_DIR, else /var/log/vzrepl).", valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: ArgumentHelp("The bundle to write, e.g. vzrepl-source-diag.tar.gz.", valueName: "file"))
+    var output: String
+
+    func run() throws {
+        let bundle = SourceDiagnosis.collect(jobPath: job, logFile: LineLogHandler.logFilePath(agent: SourceAgent.agentName, file: nil, directory: logDir),
+                                             version: VZVersion.current)
+        do {
+            try bundle.write(to: output)
+            print("\(output): \(bundle.entries.count + 1) files\(bundle.notes.isEmpty ? "" : ", \(bundle.notes.count) not collected (see MANIFEST.txt)")")
+        } catch {
+            FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -14,8 +14,9 @@ struct TargetCommand: ParsableCommand {
         abstract: "The target agent of vzrepl: owns the replicas under a datastore root.",
         discussion: """
         In production sshd starts `vzrepl-target serve --stdio --root DIR` as the forced command \
-        of the replication key (Appliance/authorized_keys.template). Logs go to stderr and to the \
-        log file; stdout of `serve` carries the protocol and nothing else.
+        of the replication key (Appliance/authorized_keys.template). Logs (one logfmt line per event, \
+        with job, disk and the source's pass id) go to stderr and to the log file (--log-dir); stdout \
+        of `serve` carries the protocol and nothing else. `diagnose` writes a support bundle.
 
         Layout under the root: JOB/DISK.vmdk (descriptor), JOB/DISK-flat.vmdk (data), \
         JOB/DISK.vzmap (block hashes), JOB/DISK.vzcid (CID record), JOB/vzdisks (the job's disk \
@@ -26,7 +27,7 @@ struct TargetCommand: ParsableCommand {
         vzrepl-source's --job is a job FILE.
         """,
         version: VZVersion.banner(agent: TargetServer.agentName),
-        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self, AddDisk.self, RemoveDisk.self])
+        subcommands: [Serve.self, Status.self, Verify.self, Recover.self, Rollback.self, Resize.self, AddDisk.self, RemoveDisk.self, Diagnose.self])
 }
 
 struct RootOptions: ParsableArguments {
@@ -35,19 +36,43 @@ struct RootOptions: ParsableArguments {
 }
 
 struct LogOptions: ParsableArguments {
-    @Option(help: "Log file (appended). Default: $VZREPL_LOG_DIR/vzrepl-target.log, else /var/log/vzrepl/vzrepl-target.log.")
+    @Option(help: ArgumentHelp("Directory of the log file vzrepl-target.log (logfmt lines, appended). Default: $VZREPL_LOG_DIR, else /var/log/vzrepl; when the file cannot be opened there, logs go to stderr only (and the first line says so).",
+                               valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: "Log file (appended), instead of vzrepl-target.log in --log-dir.")
     var logFile: String?
+
+    @Option(help: "Rotate the log file to FILE.1 before it grows past this many MiB (0: never; logrotate then).")
+    var logMaxMib: UInt64 = LogSink.defaultMaxBytes >> 20
 
     @Option(help: "Log level: \(LineLogHandler.levelNames.joined(separator: ", ")).")
     var logLevel: String = "info"
+
+    @Flag(help: "Log at debug level (more detail per disk and step).")
+    var verbose = false
+
+    @Flag(help: "Log at trace level, with a summary of the protocol frames sent and received.")
+    var debug = false
 
     func validate() throws {
         guard LineLogHandler.levelNames.contains(logLevel) else {
             throw ValidationError("--log-level '\(logLevel)' is not a log level (allowed: \(LineLogHandler.levelNames.joined(separator: ", ")))")
         }
+        guard logMaxMib <= 1 << 20 else { throw ValidationError("--log-max-mib \(logMaxMib) is more than 1 TiB") }
     }
 
-    func bootstrap() { LineLogHandler.bootstrap(agent: "vzrepl-target", filePath: logFile, levelName: logLevel) }
+    /// The most verbose of --log-level, --verbose (debug) and --debug (trace).
+    var level: Logger.Level {
+        var l = Logger.Level(rawValue: logLevel) ?? .info
+        if verbose { l = min(l, .debug) }
+        if debug { l = min(l, .trace) }
+        return l
+    }
+
+    var filePath: String { LineLogHandler.logFilePath(agent: "vzrepl-target", file: logFile, directory: logDir) }
+
+    func bootstrap() { LineLogHandler.bootstrap(filePath: filePath, level: level, maxFileBytes: logMaxMib << 20) }
 }
 
 struct Serve: ParsableCommand {
@@ -115,7 +140,9 @@ struct Status: ParsableCommand {
         discussion: """
         The map is checked whole (MAP: valid, corrupt, missing); UNDO says whether a pass left a \
         journal (pending: what recovery will do is printed below the table; corrupt: recovery is \
-        blocked). --json prints the same with the events' field names (Docs/operations.md).
+        blocked); below the table, the last committed pass of each disk (DISK.vzpass: time, \
+        generation, bytes, pass id). --json prints the same with the events' field names, plus \
+        pending, mapBytes, mapEntries, lastPass, cbtChangeId (null until CBT exists) (Docs/operations.md).
         """)
 
     @OptionGroup var root: RootOptions
@@ -126,9 +153,17 @@ struct Status: ParsableCommand {
     func run() throws {
         let disks = try ReplicaInspector.status(rootPath: root.root)
         if json {
+            // Through JSONSerialization so that fields the encoder would omit print as null:
+            // cbtChangeId (until CBT exists), lastPass when there is none.
             let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try enc.encode(disks), as: UTF8.self))
+            var objects: [Any] = []
+            for d in disks {
+                var o = try JSONSerialization.jsonObject(with: try enc.encode(d)) as? [String: Any] ?? [:]
+                for key in ["cbtChangeId", "lastPass"] where o[key] == nil { o[key] = NSNull() }
+                objects.append(o)
+            }
+            let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
             return
         }
         print("JOB".padding(16) + "DISK".padding(12) + "CAPACITY".padding(16) + "GEN".padding(6) + "MAP".padding(9)
@@ -153,6 +188,12 @@ struct Status: ParsableCommand {
             if let chain = d.chain {
                 print("\(d.job)/\(d.disk): source chain: " + (chain.isEmpty ? "none (not a VMDK)"
                       : chain.map { "\($0.file) (CID \($0.cid), parent \($0.parentCID))" }.joined(separator: " -> ")))
+            }
+            if let p = d.lastPass {
+                print("\(d.job)/\(d.disk): last pass \(p.passId ?? "(no pass id)") committed \(p.committedAt), generation \(p.generation): "
+                      + "scanned \(p.scannedBytes), changed \(p.changedBytes) (\(p.zeroBytes) zeroed) bytes in \(String(format: "%.1f", p.seconds)) s")
+            } else if let note = d.lastPassNote {
+                print("\(d.job)/\(d.disk): last pass: \(note)")
             }
         }
     }
@@ -282,6 +323,35 @@ struct Resize: ParsableCommand {
                   : "\(job)/\(disk): grown from \(o.oldCapacity) to \(o.newCapacity) bytes; map \(o.mapKept ? "grown" : "not valid, the next pass hashes the replica")")
         } catch {
             print("\(job)/\(disk): resize failed: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Diagnose: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a support bundle (.tar.gz) for a field engineer: logs, status, every working file decoded, sshd -t, free space.",
+        discussion: """
+        Contents: Docs/operations.md, "Support bundles". Replica data, maps and keys are never \
+        included. Written atomically; exit 0, or 1 when it could not be written.
+        """)
+
+    @OptionGroup var root: RootOptions
+
+    @Option(help: ArgumentHelp("The directory of the log file vzrepl-target.log (default: $VZREPL_LOG_DIR, else /var/log/vzrepl).", valueName: "dir"))
+    var logDir: String?
+
+    @Option(help: ArgumentHelp("The bundle to write, e.g. vzrepl-target-diag.tar.gz.", valueName: "file"))
+    var output: String
+
+    func run() throws {
+        let bundle = TargetDiagnosis.collect(rootPath: root.root, logFile: LineLogHandler.logFilePath(agent: TargetServer.agentName, file: nil, directory: logDir),
+                                             version: VZVersion.current)
+        do {
+            try bundle.write(to: output)
+            print("\(output): \(bundle.entries.count + 1) files\(bundle.notes.isEmpty ? "" : ", \(bundle.notes.count) not collected (see MANIFEST.txt)")")
+        } catch {
+            FileHandle.standardError.write(Data("error: \((error as? VZError)?.message ?? "\(error)")\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -232,6 +232,16 @@ final class FaultFixture {
     }
 
     /// The journal's start generation (offset 32, Docs/formats.md §2), nil when there is none.
+    /// What `status --json` says of the disk's last committed pass (DISK.vzpass): its
+    /// generation, or nil with the note status gives instead.
+    func statusLastPass() throws -> (generation: UInt64?, note: String?, pending: Bool) {
+        let r = try AgentHarness.run([AgentHarness.target, "status", "--root", h.root, "--json"])
+        let all = try JSONSerialization.jsonObject(with: r.output) as? [[String: Any]] ?? []
+        let d = try XCTUnwrap(all.first { $0["disk"] as? String == disk }, r.stdout)
+        let last = d["lastPass"] as? [String: Any]
+        return ((last?["generation"] as? NSNumber)?.uint64Value, d["lastPassNote"] as? String, d["pending"] as? Bool ?? false)
+    }
+
     func journalStartGeneration() -> UInt64? {
         guard let d = FileManager.default.contents(atPath: journal), d.count >= 40 else { return nil }
         return d[32..<40].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }

@@ -21,6 +21,8 @@ final class FaultTests: XCTestCase {
         var sawHalfApplied = false
         var sawCompleteButUncommitted = false
         var sawCommittedWithJournal = false
+        /// Killed after the commit rename but before the pass record (DISK.vzpass) was replaced.
+        var sawCommittedWithOldPassRecord = false
     }
 
     /// Interleaving: the writer thread's replica writes and the submitting thread's journal
@@ -55,6 +57,18 @@ final class FaultTests: XCTestCase {
             let before = try fx.replicaState()
             let committed = try fx.mapGeneration() == fx.oldGeneration + 1
             let journal = FileManager.default.fileExists(atPath: fx.journal)
+            // status: the pass record never claims a generation the map does not have; a record
+            // of the pass before is reported as such, not as the map's.
+            let last = try fx.statusLastPass()
+            XCTAssertEqual(last.pending, journal, "kill-at:\(k): status pending")
+            if let g = last.generation {
+                XCTAssertEqual(g, try fx.mapGeneration(), "kill-at:\(k): status reports a last pass of another generation than the map's")
+            }
+            if committed && last.generation == nil {
+                XCTAssertTrue(last.note?.contains("describes generation \(fx.oldGeneration)") ?? false, "kill-at:\(k): \(last.note ?? "no note")")
+                s.sawCommittedWithOldPassRecord = true
+            }
+            if !committed { XCTAssertEqual(last.generation, fx.oldGeneration, "kill-at:\(k): the pass record of the old pass is kept") }
             if committed {
                 XCTAssertEqual(before, .new, "kill-at:\(k): the map was committed before the replica held the new state")
                 if journal { s.sawCommittedWithJournal = true }
@@ -86,6 +100,7 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(s.sawHalfApplied, "no kill left a half-applied replica")
         XCTAssertTrue(s.sawCompleteButUncommitted, "no kill left a fully written but uncommitted replica")
         XCTAssertTrue(s.sawCommittedWithJournal, "no kill fell between the commit rename and the journal's removal")
+        XCTAssertTrue(s.sawCommittedWithOldPassRecord, "no kill fell between the commit rename and the pass record")
         XCTAssertNotNil(s.firstCommitted)
         XCTAssertEqual(s.firstCommitted, s.lastRolledBack + 1)
         return s

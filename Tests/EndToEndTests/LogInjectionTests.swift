@@ -1,5 +1,6 @@
 import Foundation
 import VZCore
+import VZTestSupport
 import XCTest
 
 /// Text the peer controls reaches the target's log (its version string, the command it asked
@@ -23,11 +24,16 @@ final class LogInjectionTests: XCTestCase {
                                      stdin: Data(bytes), timeout: 30)
         XCTAssertNotEqual(r.status, 0)
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        XCTAssertTrue(text.contains("evil 1\\n\(forged)\\r\\n\\x1b[31m\\u{2028}\(forged)"), text)
-        XCTAssertTrue(text.contains("rsync --server\\n\(forged) via the command"), text)
+        XCTAssertTrue(text.contains(#"peer="evil 1\n\#(forged)\r\n\x1b[31m\u2028\#(forged)""#), text)
+        XCTAssertTrue(text.contains(#"rsync --server\n\#(forged) via the command"#), text)
         for line in text.split(separator: "\n") + r.stderr.split(separator: "\n") {
             XCTAssertFalse(line.hasPrefix(forged), "forged line: \(line)")
-            XCTAssertTrue(line.first?.isNumber ?? false, "a line that does not start with a timestamp: \(line)")
+            XCTAssertTrue(line.hasPrefix("ts="), "a line that does not start with ts=: \(line)")
+            // Read back by an independent logfmt parser: the peer's text is one field's value.
+            let f = try LogfmtParser.fields(String(line))
+            XCTAssertNotEqual(f["msg"], "forged")
         }
+        let started = try text.split(separator: "\n").map { try LogfmtParser.fields(String($0)) }.first { $0["msg"] == "session started" }
+        XCTAssertEqual(started?["peer"], "evil 1\n\(forged)\r\n\u{1B}[31m\u{2028}\(forged)")
     }
 }

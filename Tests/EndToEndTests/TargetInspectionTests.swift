@@ -75,9 +75,20 @@ final class TargetInspectionTests: XCTestCase {
         var (s, table) = try status()
         XCTAssertEqual(s["undo"] as? String, "pending")
         XCTAssertEqual(s["undoStartGeneration"] as? Int, 1)
-        XCTAssertEqual(s["undoPassId"] as? String, "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
+        XCTAssertEqual(s["undoPassId"] as? String, "a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf")
         XCTAssertEqual(s["undoAction"] as? String, "rollBack")
-        XCTAssertTrue(table.contains("vm1/disk0: unfinished pass a0a1a2a3a4a5a6a7a8a9aaabacadaeaf from generation 1: recovery will rollBack"), table)
+        XCTAssertTrue(table.contains("vm1/disk0: unfinished pass a0a1a2a3-a4a5-a6a7-a8a9-aaabacadaeaf from generation 1: recovery will rollBack"), table)
+        // What is known about the pending pass, and the last committed one beside it.
+        XCTAssertEqual(s["pending"] as? Bool, true)
+        XCTAssertEqual(s["undoStartedAt"] as? String, "2023-11-14T22:13:20.000Z")
+        XCTAssertEqual(s["undoBytes"] as? Int, journal.count)
+        let last = try XCTUnwrap(s["lastPass"] as? [String: Any], "\(s)")
+        XCTAssertEqual(last["generation"] as? Int, 1)
+        XCTAssertEqual(last["changedBytes"] as? Int, 4 * bs)
+        XCTAssertNotNil((last["passId"] as? String).flatMap(PassIdentifier.bytes(of:)), "\(last)")
+        XCTAssertTrue(s.keys.contains("cbtChangeId") && s["cbtChangeId"] is NSNull, "cbtChangeId is present and null: \(s)")
+        XCTAssertEqual(s["mapEntries"] as? Int, 16)
+        XCTAssertEqual(s["mapBytes"] as? Int, 64 + 16 * 33 + 8)
 
         journal[20] = 1   // flags: the header checksum no longer matches
         FileManager.default.createFile(atPath: dir + "/disk0.vzundo", contents: Data(journal))

@@ -348,3 +348,39 @@ final class JobConfigDatastoresTests: XCTestCase {
         }
     }
 }
+
+/// Support bundles show a job file with its secrets redacted (JobSecrets, Docs/job-file.md).
+final class JobSecretsTests: XCTestCase {
+    func testSecretFieldsAndValuesAreRedactedAtAnyDepth() {
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAA"
+        let job: [String: Any] = [
+            "job": "vm1",
+            "target": ["identity": "/root/.ssh/id_ed25519", "keyPassphrase": "hunter2", "host": "t"],
+            "cbt": ["vcenterToken": "abc", "Password": "p", "list": [["apiKey": "k"] as [String: Any], pem] as [Any]] as [String: Any],
+        ]
+        let r = JobSecrets.redact(job) as! [String: Any]
+        let target = r["target"] as! [String: Any]
+        XCTAssertEqual(target["identity"] as? String, "/root/.ssh/id_ed25519", "a key's path is not a secret")
+        XCTAssertEqual(target["keyPassphrase"] as? String, JobSecrets.redacted)
+        XCTAssertEqual(target["host"] as? String, "t")
+        let cbt = r["cbt"] as! [String: Any]
+        XCTAssertEqual(cbt["vcenterToken"] as? String, JobSecrets.redacted)
+        XCTAssertEqual(cbt["Password"] as? String, JobSecrets.redacted)
+        let list = cbt["list"] as! [Any]
+        XCTAssertEqual((list[0] as? [String: Any])?["apiKey"] as? String, JobSecrets.redacted)
+        XCTAssertEqual(list[1] as? String, JobSecrets.redacted)
+        XCTAssertEqual(r["job"] as? String, "vm1")
+    }
+
+    func testPassIdentifiers() {
+        for _ in 0..<100 {
+            let id = PassIdentifier.make()
+            XCTAssertEqual(id, id.lowercased())
+            let b = PassIdentifier.bytes(of: id)!
+            XCTAssertEqual(b[6] >> 4, 4, "version 4")
+            XCTAssertEqual(PassIdentifier.string(of: b), id)
+        }
+        XCTAssertNil(PassIdentifier.bytes(of: "469755c1-02f8-4871-94db-91e9fe925e3g"))
+        XCTAssertNil(PassIdentifier.bytes(of: "469755c1-02f8-4871-94db91e9fe925e35-"))
+    }
+}

@@ -90,8 +90,9 @@ final class MessageTests: XCTestCase {
                 continue
             }
             // mapChunk knows its size from `count`, so an extra byte is a size mismatch of 'entries';
-            // a version-2 progress with one more byte is a version-3 step cut short.
-            var reason = m.type == .mapChunk ? "field 'entries'" : "trailing"
+            // a version-2 progress with one more byte is a version-3 step cut short; hello
+            // (version 3) may end in a pass id: one extra byte is a truncated 'passId'.
+            var reason = m.type == .mapChunk ? "field 'entries'" : m.type == .hello ? "field 'passId.length'" : "trailing"
             if case .progress(_, nil) = m { reason = "field 'done'" }
             assertVZError(.protocolViolation, containing: ["frame #4", "\(m.type)", reason], "\(m.type)") {
                 try Message.decode(f, frameNumber: 4)
@@ -276,5 +277,29 @@ final class MessageStringLimitTests: XCTestCase {
         let back = try r.string("s", maxLength: 70000)
         XCTAssertEqual(back.utf8.count, 65534)
         XCTAssertEqual(back, String(repeating: "a", count: 65534))
+    }
+
+    /// Protocol 3: hello may end in the pass id; a version-2 hello (without it) still decodes,
+    /// and a hello with a pass id still rejects trailing bytes after it.
+    func testHelloPassIdIsATrailingOptionalField() throws {
+        let id = "469755c1-02f8-4871-94db-91e9fe925e35"
+        let v3 = Message.hello(job: "vm1", sourceVersion: "s 1", passId: id)
+        let v2 = Message.hello(job: "vm1", sourceVersion: "s 1")
+        func frame(_ m: Message) throws -> Frame {
+            var d = FrameDecoder()
+            d.append(m.encodedFrame())
+            return try XCTUnwrap(try d.nextFrame())
+        }
+        let f3 = try frame(v3), f2 = try frame(v2)
+        XCTAssertEqual(Array(f3.payload.prefix(f2.payload.count)), f2.payload, "the pass id is appended, the rest unchanged")
+        XCTAssertEqual(Array(f3.payload.suffix(38)), [36, 0] + Array(id.utf8))
+        XCTAssertEqual(try Message.decode(f3), v3)
+        XCTAssertEqual(try Message.decode(f2), v2)
+        var extra = f3
+        extra.payload.append(0)
+        assertVZError(.protocolViolation, containing: ["trailing"]) { try Message.decode(extra) }
+        var long = f2
+        long.payload += [65, 0] + [UInt8](repeating: 0x61, count: 65)
+        assertVZError(.protocolViolation, containing: ["passId", "limit of 64"]) { try Message.decode(long) }
     }
 }

@@ -126,6 +126,29 @@ final class SSHReplicationTests: XCTestCase {
         }
     }
 
+    /// Through sshd the forced command (Appliance/authorized_keys.template) logs to
+    /// /var/log/vzrepl: both agents' lines of the pass carry the source's pass id, and neither
+    /// log holds a byte of the private key.
+    func testBothAgentsLogThePassIdThroughSSHD() throws {
+        let targetLog = "/var/log/vzrepl/vzrepl-target.log"
+        guard access("/var/log", W_OK) == 0 else { throw XCTSkip("/var/log is not writable: the forced command's log cannot be checked") }
+        let disk = work + "/disk0.raw"
+        try makeDisk(disk, blocks: 16, seed: 3)
+        let r = try replicate(try job(disk: disk))
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let passId = try XCTUnwrap(events(r, "pass-started").first?["passId"] as? String)
+        let target = try String(contentsOfFile: targetLog, encoding: .utf8).split(separator: "\n").filter { $0.contains("pass=\(passId)") }
+        XCTAssertTrue(target.contains { $0.contains("msg=\"session started\"") }, "\(target)")
+        XCTAssertTrue(target.contains { $0.contains("msg=\"pass committed") && $0.contains("disk=disk0") }, "\(target)")
+        XCTAssertTrue(target.allSatisfy { $0.hasPrefix("ts=") && $0.contains(" job=vm1") }, "\(target)")
+        let source = try String(contentsOfFile: work + "/source.log", encoding: .utf8)
+        XCTAssertTrue(source.split(separator: "\n").allSatisfy { $0.hasPrefix("ts=") && $0.contains("pass=\(passId)") }, source)
+        let key = try String(contentsOfFile: sshd.userKey, encoding: .utf8)
+        for line in key.split(separator: "\n") where !line.hasPrefix("-----") {
+            XCTAssertFalse(source.contains(line) || target.contains { $0.contains(line) }, "key material in a log")
+        }
+    }
+
     func testWrongHostKeyPinFailsBeforeAnythingIsWritten() throws {
         let disk = work + "/disk0.raw"
         try makeDisk(disk, blocks: 8, seed: 2)

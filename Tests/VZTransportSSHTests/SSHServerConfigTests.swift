@@ -77,9 +77,9 @@ final class SSHServerConfigTests: XCTestCase {
     func testAShellOrAnotherCommandGetsOnlyTheForcedCommand() throws {
         let s = try start()
         let shell = try ssh(s, ["-T"])
-        XCTAssertEqual(shell.stdout, "forced: serve --stdio --root \(s.root)\noriginal: \n", shell.stderr)
+        XCTAssertEqual(shell.stdout, "forced: serve --stdio --root \(s.root) --log-dir /var/log/vzrepl --log-max-mib 0\noriginal: \n", shell.stderr)
         let other = try ssh(s, [], command: ["cat", "/etc/passwd"])
-        XCTAssertEqual(other.stdout, "forced: serve --stdio --root \(s.root)\noriginal: cat /etc/passwd\n", other.stderr)
+        XCTAssertEqual(other.stdout, "forced: serve --stdio --root \(s.root) --log-dir /var/log/vzrepl --log-max-mib 0\noriginal: cat /etc/passwd\n", other.stderr)
         let tty = try ssh(s, ["-tt"], command: ["id"])
         XCTAssertFalse(tty.stdout.contains("uid="), tty.stdout)
     }

@@ -160,7 +160,7 @@ final class SSHTransportTests: XCTestCase {
         let t = try SSHTransport.connect(options(s, command: "/bin/echo hacked"), logger: logs.logger())
         defer { t.close() }
         let out = String(decoding: try echo(t, [], chunk: 1), as: UTF8.self)
-        XCTAssertEqual(out, "forced: serve --stdio --root \(s.root)\noriginal: /bin/echo hacked\n")
+        XCTAssertEqual(out, "forced: serve --stdio --root \(s.root) --log-dir /var/log/vzrepl --log-max-mib 0\noriginal: /bin/echo hacked\n")
     }
 
     // MARK: - host key

@@ -282,6 +282,23 @@ final class TargetSessionStateMachineTests: XCTestCase {
         }
     }
 
+    // MARK: the pass id (protocol 3)
+
+    /// The pass id goes into every log line and the undo journal: only a UUID passes, lowercased;
+    /// a version-2 hello without one is greeted with none.
+    func testHelloPassIdMustBeAUUID() throws {
+        var m = Machine()
+        XCTAssertEqual(try m.receive(.hello(job: "vm1", sourceVersion: "s", passId: "469755C1-02F8-4871-94DB-91E9FE925E35")),
+                       .greet(job: "vm1", sourceVersion: "s", passId: "469755c1-02f8-4871-94db-91e9fe925e35"))
+        var v2 = Machine()
+        XCTAssertEqual(try v2.receive(.hello(job: "vm1", sourceVersion: "s")), .greet(job: "vm1", sourceVersion: "s", passId: ""))
+        for bad in ["x", "469755c1-02f8-4871-94db-91e9fe925e3", "469755c1 02f8-4871-94db-91e9fe925e35", "469755c1-02f8-4871-94db-91e9fe925e3\n",
+                    "g69755c1-02f8-4871-94db-91e9fe925e35"] {
+            var b = Machine()
+            assertVZError(.protocolViolation, ["passId", "not a UUID"]) { _ = try b.receive(.hello(job: "vm1", sourceVersion: "s", passId: bad)) }
+        }
+    }
+
     // MARK: a whole conversation
 
     /// A disk opened read-only (`plan`) gets its state and map, and then no block, zero extent or
