@@ -169,9 +169,13 @@ final class DiskSession {
             case .raw:
                 bytes = Array(b.payload)
             case .lz4:
-                bytes = [UInt8](repeating: 0, count: Int(b.rawLength))
-                try b.payload.withUnsafeBytes { src in
-                    try bytes.withUnsafeMutableBytes { try LZ4.decompress(src, into: $0, context: context) }
+                // Not zero-filled first: LZ4.decompress writes exactly rawLength bytes or throws.
+                let n = Int(b.rawLength)
+                bytes = try [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
+                    try b.payload.withUnsafeBytes { src in
+                        try LZ4.decompress(src, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[0..<n])), context: context)
+                    }
+                    initialized = n
                 }
             }
             let hash = SHA256.digest(bytes)
