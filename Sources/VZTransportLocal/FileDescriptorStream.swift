@@ -57,25 +57,6 @@ public final class FileDescriptorStream: ByteStream {
 
     deinit { close() }
 
-    /// Grows the pipe behind `fd` (when it is one) to `bytes`, as far as the kernel allows
-    /// (/proc/sys/fs/pipe-max-size, 1 MiB by default, more for root). sshd writes the channel's
-    /// data into the target's stdin pipe; a 64 KiB pipe makes sshd and the agent take turns every
-    /// 64 KiB (on a shared core, a context switch each time), and a bigger one also holds data
-    /// that sshd has already acknowledged to the source (its window). Returns the new size, or nil.
-    @discardableResult
-    public static func growPipe(_ fd: Int32, to bytes: Int) -> Int? {
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return nil }
-        let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ (<fcntl.h> under _GNU_SOURCE, which Swift does not see)
-        var size = bytes
-        while size >= 64 << 10 {
-            let r = Syscall.retrying { fcntl(fd, setPipeSize, Int32(size)) }.0
-            if r >= 0 { return Int(r) }
-            size /= 2
-        }
-        return nil
-    }
-
     /// Picks how to write `fd` without ever blocking in write() (see the type's comment).
     private static func prepareWriting(_ fd: Int32, owned: Bool) -> (Int32, WriteMode, Bool) {
         guard fd >= 0 else { return (fd, .blocking, false) }

@@ -50,8 +50,7 @@ public final class MessageChannel {
         self.peerName = peerName
         self.limits = limits
         decoder = FrameDecoder(maxPayload: maxPayload)
-        // 1 MiB: a block frame in one or two reads (the target's stdin pipe is grown to match).
-        readBuffer = [UInt8](repeating: 0, count: 1 << 20)
+        readBuffer = [UInt8](repeating: 0, count: 256 * 1024)
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

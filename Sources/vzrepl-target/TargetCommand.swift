@@ -98,7 +98,6 @@ struct Serve: ParsableCommand {
         // No recovery of the whole root here: each disk session recovers its own disk under its
         // lock before its pass; the rest is the boot unit's `recover` (Appliance/).
         let server = TargetServer(options: options, logger: logger)
-        FileDescriptorStream.growPipe(0, to: 4 << 20)
         let stream = FileDescriptorStream(readFD: 0, writeFD: 1, name: "source (stdin/stdout)", idleTimeout: idleTimeout,
                                           ownsDescriptors: false)
         do {
