@@ -4,7 +4,7 @@ import PackageDescription
 // Layering (Docs/architecture.md, checked by Scripts/check-layering.sh in `make test`):
 // executables -> VZSource/VZTarget -> VZWire, VZTransportLocal, VZTransportSSH -> VZPlatform/VZFormats -> VZCore.
 // Each C library is imported by exactly one wrapper: COpenSSL, CLZ4 and CZlib by VZPlatform, CLibSSH2 by
-// VZTransportSSH, CVZShims by VZPlatform. The target agent links no libssh2 (it never depends on VZTransportSSH).
+// VZTransportSSH (and CSSHKeystream, its AES-CTR keystream cache), CVZShims by VZPlatform. The target agent links no libssh2 (it never depends on VZTransportSSH).
 let package = Package(
     name: "vzrepl",
     platforms: [.macOS(.v13)],
@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CVZShims"),
+        // libssh2 1.10's per-16-byte AES-CTR calls, served from a keystream cache (VZTransportSSH only).
+        .target(name: "CSSHKeystream", linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "VZCore"),
         .target(name: "VZFormats", dependencies: ["VZCore"]),
         // Active Block Mapping: partition tables and filesystem bitmaps -> active extents, read
@@ -34,7 +36,7 @@ let package = Package(
         // Byte streams over file descriptors: stdin/stdout under sshd, a spawned child's pipes.
         .target(name: "VZTransportLocal", dependencies: ["VZCore", "VZPlatform"]),
         // The SSH client transport (libssh2): only the source agent links it.
-        .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2",
+        .target(name: "VZTransportSSH", dependencies: ["VZCore", "VZPlatform", "CLibSSH2", "CSSHKeystream",
                                                        .product(name: "Logging", package: "swift-log")]),
         .target(name: "VZSource", dependencies: ["VZCore", "VZActiveBlocks", "VZFormats", "VZPlatform", "VZWire", "VZTransportLocal",
                                                  "VZTransportSSH", .product(name: "Logging", package: "swift-log")]),

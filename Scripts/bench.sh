@@ -13,8 +13,10 @@
 #   - incremental pass overwriting ~25% of the data blocks: applied MB/s with the undo journal
 #     vs the same pass from the same replica state with VZREPL_UNSAFE_NO_JOURNAL=1
 #                                                                              (issue 4, aim >= 0.60)
-#   - seed through a private sshd on 127.0.0.1 vs lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE
-#                                                                              (issue 3, aim >= 1.0)
+#   - seed through a private sshd on 127.0.0.1 vs lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE,
+#     unpinned                                                           (issues 3, 12, aim >= 1.3)
+#     and pinned: the source side (vzrepl-source; lz4 and ssh) on one CPU, a second sshd and all
+#     it spawns (vzrepl-target; lz4 -d) on another, like two hosts      (issue 12, aim >= 1.2)
 #     Prints "skipped: <reason>" when sshd is missing or the SSH seed fails; never fails the bench.
 #   - a flat VMDK (a vmfs descriptor over the image) vs the raw image, no-change passes
 #                                                                              (issue 9, aim >= 0.90)
@@ -26,7 +28,7 @@
 #   BENCH_SIZE      image size, e.g. 256M for a quick run (default 2G)
 #   BENCH_TMPDIR    where the work directory goes (default /var/tmp; needs ~4x BENCH_SIZE free)
 #   BENCH_ROUNDS    rounds per comparison (default 2): each round runs both sides, alternating
-#                   which goes first, and the best of each side counts (the SSH seed runs once)
+#                   which goes first, and the best of each side counts
 #   BENCH_KEEP=1    keep the work directory (logs, job files, events) instead of deleting it
 #
 # Progress goes to stderr, the results table to stdout. Exit 0 when every measurement ran and
@@ -85,13 +87,14 @@ avail=$(df -B1 --output=avail "$base" | tail -1 | tr -d ' ')
 # ---------------------------------------------------------------- work directory, cleanup
 
 work=$(mktemp -d "$base/vzrepl-bench.XXXXXX")
-sshd_pid=""
+sshd_pids=()
 stop_sshd() {
-    if [[ -n "$sshd_pid" ]]; then
-        kill "$sshd_pid" 2>/dev/null || true
-        wait "$sshd_pid" 2>/dev/null || true
-        sshd_pid=""
-    fi
+    local p
+    for p in "${sshd_pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    sshd_pids=()
 }
 cleanup() {
     local rc=$?
@@ -243,12 +246,13 @@ exec_target() {
 # taken from GNU time: wait4() folds the peak of reaped children (here the exec-spawned
 # target) into the parent's ru_maxrss, so `time -v vzrepl-source` would report max(source,
 # target). The monitor also takes the wall-clock time around the source alone.
+pass_prefix=()   # run_pass runs vzrepl-source under this (taskset for the pinned SSH row)
 run_pass() {
     local label="$1"; shift
     warm
     pass_rc=0
     env BENCH_PASS_TIMEOUT="$pass_timeout" "$@" python3 "$work/monitor.py" "$work/$label.source-time" \
-        "$bin/vzrepl-source" replicate --job "$work/$label.job" --log-file "$work/$label.source.log" \
+        "${pass_prefix[@]}" "$bin/vzrepl-source" replicate --job "$work/$label.job" --log-file "$work/$label.source.log" \
         >"$work/$label.events" 2>"$work/$label.stderr" || pass_rc=$?
     pass_secs=$(awk '/^Elapsed wall seconds:/ { print $NF }' "$work/$label.source-time")
     if (( pass_rc == 0 )); then
@@ -448,23 +452,32 @@ notes+=("incremental: applied $(finished "$work/incr-journal-1.events" changedBy
 journal runs ${runs[journal]:-none} MB/s, no-journal runs ${runs[nojournal]:-none} MB/s; replicas vs image checked after every run")
 rm -rf "$pre" "$root"
 
-# ---------------------------------------------------------------- seed through SSH (issue 3)
+# ---------------------------------------------------------------- seed through SSH (issues 3, 12)
 
-ssh_row() { rows+=("$(printf "%-24s %s" "seed (ssh)" "$*")"); }
+# Two rows, each vzrepl-source over sshd vs lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE, same
+# image, best of $rounds alternating rounds:
+#   seed (ssh)           unpinned: every process may run on any core
+#   seed (ssh, pinned)   the source side (vzrepl-source; lz4 and the ssh client) on one core and
+#                        sshd with everything it spawns (vzrepl-target; lz4 -d) on another, as
+#                        when the source and target are different hosts (issue 12)
+# The pinned row runs against a second sshd started under taskset; it is skipped on one core.
+ssh_row() { rows+=("$(printf "%-24s %s" "$1" "$2")"); }
 
 ssh_bench() {
-    local sshd=/usr/sbin/sshd d="$work/ssh" port i fp out
-    [[ -x "$sshd" ]] || { ssh_row "skipped: $sshd not installed (apt-get install openssh-server)"; return; }
-    command -v ssh >/dev/null || { ssh_row "skipped: no ssh client (apt-get install openssh-client)"; return; }
-    say "seed through SSH: starting a private sshd on 127.0.0.1"
+    local sshd=/usr/sbin/sshd d="$work/ssh" i fp out
+    [[ -x "$sshd" ]] || { ssh_row "seed (ssh)" "skipped: $sshd not installed (apt-get install openssh-server)"; return; }
+    command -v ssh >/dev/null || { ssh_row "seed (ssh)" "skipped: no ssh client (apt-get install openssh-client)"; return; }
+    # The two cores of the pinned row: the first two this process may use.
+    local cpus=() pin_src="" pin_dst=""
+    read -r -a cpus <<<"$(python3 -c 'import os; print(" ".join(map(str, sorted(os.sched_getaffinity(0))[:2])))')"
+    if (( ${#cpus[@]} >= 2 )) && command -v taskset >/dev/null; then pin_src=${cpus[0]}; pin_dst=${cpus[1]}; fi
+    say "seed through SSH: starting private sshds on 127.0.0.1"
     mkdir -p "$d" /run/sshd
     chmod 700 "$d"
     ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$d/host_ed25519"
     ssh-keygen -q -t ed25519 -N '' -C bench-agent -f "$d/id_agent"      # forced to the agent
     ssh-keygen -q -t ed25519 -N '' -C bench-reference -f "$d/id_ref"    # plain shell, for lz4 -d
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     local sroot="$work/root-ssh"
-    mkdir -p "$sroot"
     local forced
     forced=$(printf '%q ' /usr/bin/time -v -o "$work/ssh-seed.target-time" \
         "$bin/vzrepl-target" serve --stdio --root "$sroot" --log-file "$work/ssh-seed.target.log")
@@ -472,11 +485,20 @@ ssh_bench() {
         echo "restrict,command=\"${forced% }\" $(cat "$d/id_agent.pub")"
         echo "restrict $(cat "$d/id_ref.pub")"
     } >"$d/authorized_keys"
-    cat >"$d/sshd_config" <<EOF
+    fp=$(ssh-keygen -lf "$d/host_ed25519.pub" | awk '{print $2}')
+    : >"$d/known_hosts"
+
+    # start_one NAME [CPU]: an sshd on a free port (taskset to CPU when given); sets port_NAME,
+    # or start_error and fails.
+    local port_free="" port_pinned="" start_error=""
+    start_one() {
+        local name=$1 cpu=${2:-} port
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        cat >"$d/sshd_config.$name" <<EOF
 ListenAddress 127.0.0.1
 Port $port
 HostKey $d/host_ed25519
-PidFile $d/sshd.pid
+PidFile $d/sshd.$name.pid
 AuthorizedKeysFile $d/authorized_keys
 StrictModes no
 UsePAM no
@@ -495,67 +517,128 @@ PermitTTY no
 ClientAliveInterval 15
 LogLevel INFO
 EOF
-    if ! out=$("$sshd" -t -f "$d/sshd_config" 2>&1); then
-        ssh_row "skipped: sshd -t rejected the configuration: ${out//$'\n'/ }"; return
+        if ! out=$("$sshd" -t -f "$d/sshd_config.$name" 2>&1); then
+            start_error="sshd -t rejected the configuration: ${out//$'\n'/ }"; return 1
+        fi
+        if [[ -n "$cpu" ]]; then
+            taskset -c "$cpu" "$sshd" -D -e -f "$d/sshd_config.$name" 2>"$d/sshd.$name.log" &
+        else
+            "$sshd" -D -e -f "$d/sshd_config.$name" 2>"$d/sshd.$name.log" &
+        fi
+        sshd_pids+=("$!")
+        for i in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+            kill -0 "${sshd_pids[-1]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! kill -0 "${sshd_pids[-1]}" 2>/dev/null || ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            start_error="sshd did not start: $(tail -n 1 "$d/sshd.$name.log" 2>/dev/null)"; return 1
+        fi
+        echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >>"$d/known_hosts"
+        printf -v "port_$name" %s "$port"
+        say "  sshd pid ${sshd_pids[-1]} on 127.0.0.1:$port${cpu:+, pinned to CPU $cpu}, host key $fp"
+    }
+    if ! start_one free; then ssh_row "seed (ssh)" "skipped: $start_error"; stop_sshd; return; fi
+    if [[ -n "$pin_dst" ]] && ! start_one pinned "$pin_dst"; then
+        notes+=("ssh pinned: $start_error"); pin_src=""; pin_dst=""
     fi
-    "$sshd" -D -e -f "$d/sshd_config" 2>"$d/sshd.log" &
-    sshd_pid=$!
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        kill -0 "$sshd_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if ! kill -0 "$sshd_pid" 2>/dev/null || ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        ssh_row "skipped: sshd did not start: $(tail -n 1 "$d/sshd.log" 2>/dev/null)"; stop_sshd; return
-    fi
-    fp=$(ssh-keygen -lf "$d/host_ed25519.pub" | awk '{print $2}')
-    echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
-    say "  sshd pid $sshd_pid on 127.0.0.1:$port, host key $fp"
 
-    say "seed through SSH (vzrepl-source ssh transport)"
-    python3 - "$port" "$d/id_agent" "$fp" >"$work/ssh-target.json" <<'PY'
+    # ours LABEL PORT [CPU]: one vzrepl seed over sshd on PORT into a fresh root; sets m ("" on failure).
+    ours() {
+        local label=$1 port=$2 cpu=${3:-}
+        m=""
+        rm -rf "$sroot"; mkdir -p "$sroot"
+        python3 - "$port" "$d/id_agent" "$fp" >"$work/$label.target.json" <<'PY'
 import json, sys
 print(json.dumps({"transport": "ssh", "host": "127.0.0.1", "port": int(sys.argv[1]), "user": "root",
                   "identity": sys.argv[2], "hostKeySHA256": sys.argv[3]}))
 PY
-    write_job "$work/ssh-seed.job" "$(cat "$work/ssh-target.json")"
-    run_pass ssh-seed
-    local ours="" ours_text
-    if (( pass_rc == 0 )); then
-        ours=$(mbps "$size" "$pass_secs")
-        check_replica "$sroot"
-        notes+=("ssh seed replica vs image: $check")
-        rss_lines+=("$(printf "%-24s source %10s   target %10s" "peak RSS seed (ssh)" "$(rss "$work/ssh-seed.source-time")" "$(rss "$work/ssh-seed.target-time")")")
-    else
-        ours_text="skipped: $(reason "$work/ssh-seed.events" "$work/ssh-seed.stderr" "$pass_rc")"
-    fi
-    rm -rf "$sroot"
+        write_job "$work/$label.job" "$(cat "$work/$label.target.json")"
+        [[ -n "$cpu" ]] && pass_prefix=(taskset -c "$cpu")
+        run_pass "$label"
+        pass_prefix=()
+        if (( pass_rc == 0 )); then
+            m=$(mbps "$size" "$pass_secs")
+            check_replica "$sroot"
+            [[ "$check" == identical ]] || notes+=("$label replica vs image: $check")
+        else
+            notes+=("$label failed: $(reason "$work/$label.events" "$work/$label.stderr" "$pass_rc")")
+        fi
+        rm -rf "$sroot"
+    }
+    # ref LABEL PORT [CPU]: lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE; sets m ("" on failure).
+    ref() {
+        local label=$1 port=$2 cpu=${3:-} ref_out="$work/ref-ssh.out" t0 t1 rc=0
+        local pin=()
+        [[ -n "$cpu" ]] && pin=(taskset -c "$cpu")
+        m=""
+        warm
+        t0=$(now)
+        "${pin[@]}" lz4 -1 -q -c "$img" |
+            timeout "$pass_timeout" "${pin[@]}" ssh -F /dev/null -c aes256-ctr -m hmac-sha2-256 -i "$d/id_ref" -p "$port" \
+                -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+                -o UserKnownHostsFile="$d/known_hosts" -o LogLevel=ERROR \
+                root@127.0.0.1 "lz4 -d -q -c > $(printf %q "$ref_out")" 2>"$d/$label.stderr" || rc=$?
+        t1=$(now)
+        if (( rc == 0 )) && [[ "$(stat -c %s "$ref_out" 2>/dev/null)" == "$size" ]]; then
+            m=$(mbps "$size" "$(elapsed "$t0" "$t1")")
+            say "  $label: $(elapsed "$t0" "$t1")s"
+        else
+            notes+=("$label failed (exit $rc): $(tail -n 1 "$d/$label.stderr" 2>/dev/null)")
+        fi
+        rm -f "$ref_out"
+    }
 
-    say "reference: lz4 -1 -c IMAGE | ssh -c aes256-ctr -m hmac-sha2-256 ... 'lz4 -d -c > FILE'"
-    local ref_out="$work/ref-ssh.out" ref="" t0 t1 rc=0
-    warm
-    t0=$(now)
-    lz4 -1 -q -c "$img" |
-        timeout "$pass_timeout" ssh -F /dev/null -c aes256-ctr -m hmac-sha2-256 -i "$d/id_ref" -p "$port" \
-            -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
-            -o UserKnownHostsFile="$d/known_hosts" -o LogLevel=ERROR \
-            root@127.0.0.1 "lz4 -d -q -c > $(printf %q "$ref_out")" 2>"$d/ssh-ref.stderr" || rc=$?
-    t1=$(now)
-    if (( rc == 0 )) && [[ "$(stat -c %s "$ref_out" 2>/dev/null)" == "$size" ]]; then
-        ref=$(mbps "$size" "$(elapsed "$t0" "$t1")")
-        say "  reference: $(elapsed "$t0" "$t1")s"
-    else
-        notes+=("ssh reference failed (exit $rc): $(tail -n 1 "$d/ssh-ref.stderr" 2>/dev/null)")
-    fi
-    rm -f "$ref_out"
+    # Rounds alternate the order, and each round runs the unpinned pair, then the pinned pair.
+    local r side kind best_ours_free="" best_ref_free="" best_ours_pin="" best_ref_pin=""
+    local runs_ours_free="" runs_ref_free="" runs_ours_pin="" runs_ref_pin=""
+    for ((r = 1; r <= rounds; r++)); do
+        for kind in free pinned; do
+            [[ $kind == pinned && -z "$pin_dst" ]] && continue
+            local port cpu=""
+            if [[ $kind == free ]]; then port=$port_free; else port=$port_pinned; cpu=$pin_src; fi
+            for side in $( (( r % 2 )) && echo "ours ref" || echo "ref ours"); do
+                if [[ $side == ours ]]; then
+                    say "seed through SSH ($kind), vzrepl-source, round $r"
+                    ours "ssh-seed-$kind-$r" "$port" "$cpu"
+                    [[ -n "$m" ]] || continue
+                    if [[ $kind == free ]]; then
+                        runs_ours_free+="${runs_ours_free:+, }$m"; faster "$m" "$best_ours_free" && best_ours_free=$m
+                    else
+                        runs_ours_pin+="${runs_ours_pin:+, }$m"; faster "$m" "$best_ours_pin" && best_ours_pin=$m
+                    fi
+                else
+                    say "seed through SSH ($kind), reference lz4 -1 | ssh -c aes256-ctr -m hmac-sha2-256 | lz4 -d, round $r"
+                    ref "ssh-ref-$kind-$r" "$port" "$cpu"
+                    [[ -n "$m" ]] || continue
+                    if [[ $kind == free ]]; then
+                        runs_ref_free+="${runs_ref_free:+, }$m"; faster "$m" "$best_ref_free" && best_ref_free=$m
+                    else
+                        runs_ref_pin+="${runs_ref_pin:+, }$m"; faster "$m" "$best_ref_pin" && best_ref_pin=$m
+                    fi
+                fi
+            done
+        done
+    done
     stop_sshd
+    rss_lines+=("$(printf "%-24s source %10s   target %10s" "peak RSS seed (ssh)" "$(rss "$work"/ssh-seed-*.source-time)" "$(rss "$work/ssh-seed.target-time")")")
 
-    if [[ -n "$ours" ]]; then
-        rows+=("$(printf "%-24s %-8s %6s MB/s   %-16s %6s MB/s   ratio %5s  (aim >= %s)" \
-            "seed (ssh)" vzrepl "$ours" "lz4|ssh|lz4 -d" "${ref:-n/a}" "$(ratio "$ours" "${ref:-0}")" 1.0)")
+    ssh_pair() {  # ssh_pair LABEL OURS REF
+        if [[ -n "$2" ]]; then
+            rows+=("$(printf "%-24s %-8s %6s MB/s   %-16s %6s MB/s   ratio %5s  (aim >= %s)" \
+                "$1" vzrepl "$2" "lz4|ssh|lz4 -d" "${3:-n/a}" "$(ratio "$2" "${3:-0}")" "$4")")
+        else
+            ssh_row "$1" "vzrepl skipped: the seed failed (see the notes)"
+            [[ -n "$3" ]] && rows+=("$(printf "%-24s %-8s %6s   %-16s %6s MB/s" "" "" "" "lz4|ssh|lz4 -d" "$3")")
+        fi
+    }
+    ssh_pair "seed (ssh)" "$best_ours_free" "$best_ref_free" 1.3
+    notes+=("ssh seed (unpinned) runs: vzrepl ${runs_ours_free:-none} MB/s, lz4|ssh|lz4 -d ${runs_ref_free:-none} MB/s")
+    if [[ -n "$pin_dst" ]]; then
+        ssh_pair "seed (ssh, pinned)" "$best_ours_pin" "$best_ref_pin" 1.2
+        notes+=("ssh seed (pinned: source side on CPU $pin_src, sshd and what it spawns on CPU $pin_dst) runs: vzrepl ${runs_ours_pin:-none} MB/s, lz4|ssh|lz4 -d ${runs_ref_pin:-none} MB/s")
     else
-        ssh_row "vzrepl $ours_text"
-        [[ -n "$ref" ]] && rows+=("$(printf "%-24s %-8s %6s   %-16s %6s MB/s" "" "" "" "lz4|ssh|lz4 -d" "$ref")")
+        ssh_row "seed (ssh, pinned)" "skipped: needs two CPUs and taskset (util-linux)"
     fi
     return 0
 }

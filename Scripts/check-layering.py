@@ -22,7 +22,7 @@ LAYERS = {
     "vzrepl-source": 4, "vzrepl-target": 4,
 }
 # Each C module has exactly one wrapper.
-C_WRAPPERS = {"CLibSSH2": "VZTransportSSH", "CLZ4": "VZPlatform", "COpenSSL": "VZPlatform", "CZlib": "VZPlatform", "CVZShims": "VZPlatform"}
+C_WRAPPERS = {"CLibSSH2": "VZTransportSSH", "CSSHKeystream": "VZTransportSSH", "CLZ4": "VZPlatform", "COpenSSL": "VZPlatform", "CZlib": "VZPlatform", "CVZShims": "VZPlatform"}
 # System and toolchain modules, importable anywhere they make sense; VZCore and VZFormats stay pure.
 SYSTEM = {"Foundation", "Glibc", "Dispatch", "XCTest"}
 PURE_SYSTEM = {"Foundation"}

@@ -9,8 +9,11 @@
  * state. */
 
 #include <libssh2.h>
-#include <sys/types.h>
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 /* ---- session ---------------------------------------------------------------------------- */
 
@@ -27,6 +30,54 @@ typedef ssize_t (*vz_ssh2_recv_fn)(libssh2_socket_t socket, void *buffer, size_t
 /* libssh2_session_callback_set(session, LIBSSH2_CALLBACK_RECV, fn); returns the previous one. */
 static inline vz_ssh2_recv_fn vz_ssh2_set_recv(LIBSSH2_SESSION *session, vz_ssh2_recv_fn fn) {
     return (vz_ssh2_recv_fn)libssh2_session_callback_set(session, LIBSSH2_CALLBACK_RECV, (void *)fn);
+}
+
+/* What the session's socket callbacks share, reached through its `abstract` pointer. */
+typedef struct {
+    void *tap;          /* the KexInitTap (Swift object), for the RECV callback */
+    int timeout_ms;     /* the longest a send may wait for room in the socket */
+    int cancel_fd;      /* readable once the session is being closed: stop waiting */
+    int failure;        /* errno of the last failed send (ETIMEDOUT, ECANCELED, ...), else 0 */
+} vz_ssh2_io;
+
+/* A LIBSSH2_SEND_FUNC that never returns a partial send or EAGAIN: it waits (poll, up to
+ * timeout_ms without progress, or until cancel_fd is readable) until the whole buffer is in the
+ * socket, or fails. libssh2 1.10 then never holds a half-sent packet, which is what its key
+ * re-exchange mishandles: send_existing() "resumes nonetheless" a pending packet on behalf of a
+ * different one (upstream #1397/#1431/#1454, #2110), silently dropping or repeating a packet. The
+ * session stays non-blocking for reads. */
+static inline ssize_t vz_ssh2_send_whole(libssh2_socket_t fd, const void *buffer, size_t length,
+                                         int flags, void **abstract) {
+    vz_ssh2_io *io = abstract ? (vz_ssh2_io *)*abstract : NULL;
+    size_t done = 0;
+    while (done < length) {
+        ssize_t n = send(fd, (const char *)buffer + done, length - done, flags | MSG_NOSIGNAL);
+        if (n > 0) { done += (size_t)n; continue; }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p[2] = { { fd, POLLOUT, 0 }, { io ? io->cancel_fd : -1, POLLIN, 0 } };
+            int r = poll(p, 2, io ? io->timeout_ms : -1);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) { if (io) io->failure = errno; return -errno; }
+            if (r == 0) { if (io) io->failure = ETIMEDOUT; return -ETIMEDOUT; }
+            if (p[1].revents) { if (io) io->failure = ECANCELED; return -ECANCELED; }
+            continue;
+        }
+        int e = n == 0 ? EPIPE : errno;
+        if (io) io->failure = e;
+        return -e;
+    }
+    return (ssize_t)length;
+}
+
+/* The signature libssh2 calls for LIBSSH2_CALLBACK_SEND (LIBSSH2_SEND_FUNC). */
+typedef ssize_t (*vz_ssh2_send_fn)(libssh2_socket_t socket, const void *buffer, size_t length, int flags,
+                                   void **abstract);
+
+/* Installs vz_ssh2_send_whole as the session's SEND callback. */
+static inline void vz_ssh2_use_whole_sends(LIBSSH2_SESSION *session) {
+    vz_ssh2_send_fn fn = vz_ssh2_send_whole;
+    libssh2_session_callback_set(session, LIBSSH2_CALLBACK_SEND, (void *)fn);
 }
 
 /* libssh2_session_disconnect(session, description) */

@@ -5,7 +5,9 @@ public protocol BlockReader: AnyObject {
     var capacity: UInt64 { get }
     /// A human name for messages (the path, or the descriptor and chain).
     var displayName: String { get }
-    /// Fills `buffer` with the disk's bytes at `offset`; bytes past `capacity` are not requested.
+    /// Fills `buffer` with the disk's bytes at `offset`, every byte of it (callers pass
+    /// uninitialized memory: zeros must be written, not assumed); bytes past `capacity` are not
+    /// requested.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Extents that are known to hold only zeros without reading them (holes of a sparse file,
     /// unallocated grains). An empty answer is always correct.

@@ -42,8 +42,11 @@ struct BlockEncoder {
         if block.knownZero {
             return useMap && previous.kind == .zero ? .unchanged(extent, scanned: 0) : .zero(extent, scanned: 0)
         }
-        var data = [UInt8](repeating: 0, count: length)
-        try data.withUnsafeMutableBytes { try reader.read(at: extent.offset, into: $0) }
+        // Not zero-filled first: `BlockReader.read` writes every byte of the buffer.
+        var data = try [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            try reader.read(at: extent.offset, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<length])))
+            initialized = length
+        }
         for free in inactive.pieces(within: extent) {
             let from = Int(free.offset - extent.offset)
             data.withUnsafeMutableBytes { _ = memset($0.baseAddress! + from, 0, Int(free.length)) }
@@ -59,27 +62,28 @@ struct BlockEncoder {
         }
     }
 
-    /// The whole frame and its payload size.
+    /// The whole frame and its payload size. Built in one uninitialized buffer (header, then
+    /// the payload compressed straight into place), so nothing is zero-filled or moved.
     private func frame(for raw: UnsafeRawBufferPointer, extent: Extent, hash: SHA256Digest) -> ([UInt8], Int) {
         let start = Frame.headerSize + BlockEncoder.fixedHeader
-        var frame = [UInt8](repeating: 0, count: start + LZ4.compressBound(raw.count))
-        let compressed = frame.withUnsafeMutableBytes { out in
-            LZ4.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]))
+        var payload = 0
+        let capacity = start + LZ4.compressBound(raw.count)
+        let frame = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            let out = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<capacity]))
+            let encoding: Message.BlockData.Encoding
+            if let n = LZ4.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: out[start...])) {
+                payload = n; encoding = .lz4
+            } else {
+                payload = raw.count; encoding = .raw
+                UnsafeMutableRawBufferPointer(rebasing: out[start..<start + raw.count]).copyMemory(from: raw)
+            }
+            var w = ByteWriter(capacity: start)
+            w.raw(Frame.header(type: Message.MessageType.blockData.rawValue, length: BlockEncoder.fixedHeader + payload))
+            w.u64(extent.offset); w.u32(UInt32(raw.count)); w.u8(encoding.rawValue)
+            hash.append(to: &w)
+            w.bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[0..<start]).copyMemory(from: $0) }
+            initialized = start + payload
         }
-        let payload: Int
-        let encoding: Message.BlockData.Encoding
-        if let n = compressed {
-            payload = n; encoding = .lz4
-        } else {
-            payload = raw.count; encoding = .raw
-            frame.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + raw.count]).copyMemory(from: raw) }
-        }
-        frame.removeLast(frame.count - start - payload)
-        var w = ByteWriter(capacity: start)
-        w.raw(Frame.header(type: Message.MessageType.blockData.rawValue, length: BlockEncoder.fixedHeader + payload))
-        w.u64(extent.offset); w.u32(UInt32(raw.count)); w.u8(encoding.rawValue)
-        hash.append(to: &w)
-        frame.replaceSubrange(0..<start, with: w.bytes)
         return (frame, payload)
     }
 }

@@ -4,7 +4,8 @@ import VZPlatform
 
 /// A block or zero extent ready to be written to the replica (decompressed and verified).
 enum DecodedChange {
-    case block(offset: UInt64, bytes: [UInt8], hash: SHA256Digest)
+    /// `bytes`: a raw block's slice of its frame, or the decompressed block.
+    case block(offset: UInt64, bytes: ArraySlice<UInt8>, hash: SHA256Digest)
     case zero(Extent)
 
     var extent: Extent {

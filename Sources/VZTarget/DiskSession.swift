@@ -190,18 +190,22 @@ final class DiskSession {
         case let .zero(e):
             return .zero(e)
         case let .block(b):
-            var bytes: [UInt8]
+            let bytes: ArraySlice<UInt8>
             let context = "disk '\(request.disk)' block at offset \(b.offset)"
             switch b.encoding {
             case .raw:
-                bytes = Array(b.payload)
+                bytes = b.payload  // the frame's own bytes: no copy
             case .lz4:
-                bytes = [UInt8](repeating: 0, count: Int(b.rawLength))
-                try b.payload.withUnsafeBytes { src in
-                    try bytes.withUnsafeMutableBytes { try LZ4.decompress(src, into: $0, context: context) }
-                }
+                // Not zero-filled first: LZ4.decompress writes exactly rawLength bytes or throws.
+                let n = Int(b.rawLength)
+                bytes = try [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
+                    try b.payload.withUnsafeBytes { src in
+                        try LZ4.decompress(src, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[0..<n])), context: context)
+                    }
+                    initialized = n
+                }[...]
             }
-            let hash = SHA256.digest(bytes)
+            let hash = bytes.withUnsafeBytes { SHA256.digest($0) }
             guard hash == SHA256Digest(b.sha256) else {
                 throw VZError(.hashMismatch, "\(context): SHA-256 of the received data is \(hash), the source sent \(SHA256Digest(b.sha256)); nothing of it was written")
             }

@@ -5,7 +5,8 @@ import VZCore
 /// Copies the first bytes libssh2 receives on a new connection into a `KexInitParser`, so the
 /// server's algorithm lists are known when libssh2's negotiation fails (it only says "Unable to
 /// exchange encryption keys"). Installed as libssh2's RECV callback for the handshake only; the
-/// session's `abstract` pointer leads the C callback back to this object.
+/// session's `abstract` pointer (a `vz_ssh2_io`, whose `tap` is `opaque`) leads the C callback
+/// back to this object.
 final class KexInitTap {
     private var parser: KexInitParser
     private(set) var kexInit: KexInit?
@@ -21,10 +22,11 @@ final class KexInitTap {
 
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
-    /// Starts tapping `session`, which must have been created with `opaque` as its abstract.
+    /// Starts tapping `session`, whose abstract must be a `vz_ssh2_io` with `tap` set to `opaque`.
     func install(on session: OpaquePointer) {
         let tapRecv: vz_ssh2_recv_fn = { socket, buffer, length, flags, abstract in
-            guard let context = abstract?.pointee else { return -Int(EINVAL) }
+            guard let io = abstract?.pointee?.assumingMemoryBound(to: vz_ssh2_io.self),
+                  let context = io.pointee.tap else { return -Int(EINVAL) }
             let tap = Unmanaged<KexInitTap>.fromOpaque(context).takeUnretainedValue()
             guard let recv = tap.underlying else { return -Int(EINVAL) }
             let n = recv(socket, buffer, length, flags, abstract)

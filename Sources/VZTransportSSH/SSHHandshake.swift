@@ -33,6 +33,7 @@ struct SSHHandshake {
         let fingerprint = try pin.verify(session: session.session, host: options.host, port: options.port, peer: peer)
         logger.info("ssh \(options.user)@\(peer): cipher \(negotiated.cipherClientToServer), MAC \(negotiated.macClientToServer), key exchange \(negotiated.kex), host key \(negotiated.hostKey) \(fingerprint)",
                     metadata: ["subsystem": "vzrepl.transport"])
+        logger.debug("ssh \(peer): AES-CTR keystream cache \(SSHTransport.keystreamCache.active ? "active" : "not active (libcrypto's EVP_Cipher is called directly)")")
 
         let auth = try step("authentication") {
             Int(vz_ssh2_userauth_publickey_fromfile(session.session, options.user, nil, options.identityFile, nil))

@@ -10,12 +10,17 @@ import VZPlatform
 /// client-alive probes while the application is busy elsewhere).
 ///
 /// libssh2 is not thread-safe per session, so every libssh2 call runs under `mutex`; nobody
-/// holds it while waiting in poll(). One more rule comes from libssh2 1.10 itself: when a call
-/// returns EAGAIN with a packet half sent, the next send must be that same call again (a
-/// different packet gets LIBSSH2_ERROR_BAD_USE, or loses the window adjust). So the actor that
-/// left a packet pending owns the session until it has flushed it; the others wait to be kicked.
-/// Channel reads (stdout or stderr, any actor) all resume the same pending window adjust, so they
-/// may stand in for each other.
+/// holds it while waiting in poll() for data or a window adjust. Sends are the exception: the
+/// socket's SEND callback (`vz_ssh2_send_whole`) waits, under the lock, until a packet is wholly
+/// in the socket, so libssh2 never holds a half-sent packet — libssh2 1.10 corrupts the stream
+/// when the server's key re-exchange meets one (it "resumes" the pending packet on behalf of a
+/// different one). That wait is bounded by the idle timeout, and `close()` cuts it short.
+/// The rule that remains from libssh2 1.10's non-blocking API: when a call returns EAGAIN with a
+/// packet pending, the next send must be that same call again. With whole sends that no longer
+/// happens, but the bookkeeping stays as a guard: the actor that left a packet pending owns the
+/// session until it has flushed it; the others wait to be kicked. Channel reads (stdout or
+/// stderr, any actor) all resume the same pending window adjust, so they may stand in for each
+/// other.
 final class SSHSession: @unchecked Sendable {
     enum Actor: Int, CaseIterable { case reader = 0, writer = 1, service = 2 }
     enum Op: Equatable { case setup, read, write, eof, keepalive }
@@ -54,6 +59,12 @@ final class SSHSession: @unchecked Sendable {
 
     private let kickRead: [Int32]
     private let kickWrite: [Int32]
+    /// What the socket callbacks share (the session's `abstract`): the tap, the send timeout, the
+    /// cancel descriptor, why the last send failed.
+    private let io: UnsafeMutablePointer<vz_ssh2_io>
+    /// Written by `close()` before it takes the lock: a send waiting for room in the socket stops.
+    /// Closed by deinit only.
+    private let cancelPipe: [Int32]
     private let pollSet: UnsafeMutablePointer<pollfd>
     private let stderrBuffer: UnsafeMutableRawBufferPointer
     private var stderrLine: [UInt8] = []
@@ -75,15 +86,8 @@ final class SSHSession: @unchecked Sendable {
             throw VZError(.transport, "libssh2_init failed (\(SSHSession.libraryStatus))")
         }
         tap = KexInitTap(peer: peer)
-        guard let s = vz_ssh2_session_init(tap.opaque) else {
-            Syscall.close(socket)
-            throw VZError(.transport, "libssh2_session_init failed for \(peer) (out of memory?)")
-        }
-        session = s
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
         var r: [Int32] = [], w: [Int32] = []
-        for _ in Actor.allCases {
+        for _ in 0...Actor.allCases.count {  // one kick pipe per actor, and the cancel pipe
             var fds: [Int32] = [-1, -1]
             _ = Syscall.retrying { pipe(&fds) }
             for fd in fds where fd >= 0 {
@@ -92,12 +96,26 @@ final class SSHSession: @unchecked Sendable {
             }
             r.append(fds[0]); w.append(fds[1])
         }
+        cancelPipe = [r.removeLast(), w.removeLast()]
         kickRead = r; kickWrite = w
+        io = .allocate(capacity: 1)
+        io.initialize(to: vz_ssh2_io(tap: tap.opaque, timeout_ms: Int32(min(idleTimeout * 1000, Double(Int32.max)).rounded(.up)),
+                                     cancel_fd: cancelPipe[0], failure: 0))
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        guard let s = vz_ssh2_session_init(io) else {
+            for fd in kickRead + kickWrite + cancelPipe where fd >= 0 { Syscall.close(fd) }
+            pthread_mutex_destroy(mutex); mutex.deallocate(); io.deallocate()
+            Syscall.close(socket)
+            throw VZError(.transport, "libssh2_session_init failed for \(peer) (out of memory?)")
+        }
+        session = s
+        vz_ssh2_use_whole_sends(s)
         pollSet = .allocate(capacity: 2 * Actor.allCases.count)
         stderrBuffer = .allocate(byteCount: 4096, alignment: 8)
         lastProgress = MonotonicClock.now()
         libssh2_session_set_blocking(session, 0)
-        if kickRead.contains(-1) {
+        if (kickRead + cancelPipe).contains(-1) {
             close()
             throw VZError(.transport, "pipe: \(String(cString: strerror(errno))) while setting up the SSH session to \(peer)")
         }
@@ -109,6 +127,9 @@ final class SSHSession: @unchecked Sendable {
         mutex.deallocate()
         pollSet.deallocate()
         stderrBuffer.deallocate()
+        io.deallocate()
+        // Only now: `close()` writes to it without the lock, so its number must not be reused.
+        for fd in cancelPipe where fd >= 0 { Syscall.close(fd) }
     }
 
     @inline(__always) func lock() { pthread_mutex_lock(mutex) }
@@ -225,6 +246,13 @@ final class SSHSession: @unchecked Sendable {
     /// connection marks the session broken so `close()` does not wait on a dead peer.
     func dataError(_ outcome: Outcome, during: String) -> VZError {
         let rc = Int32(truncatingIfNeeded: outcome.rc)
+        lock()
+        let sendFailure = io.pointee.failure
+        unlock()
+        if rc == LIBSSH2_ERROR_SOCKET_SEND && sendFailure == ETIMEDOUT {
+            lock(); broken = true; unlock()
+            return timeoutError(.idle(since: 0, what: "written"))
+        }
         let kind: VZError.Kind
         switch rc {
         case LIBSSH2_ERROR_SOCKET_SEND, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_DISCONNECT,
@@ -324,6 +352,9 @@ final class SSHSession: @unchecked Sendable {
 
     /// Idempotent; safe while other threads are blocked in `run` (they wake and throw).
     func close() {
+        // First, without the lock (a send waiting for room holds it): that send stops now.
+        var one: UInt8 = 1
+        _ = Glibc.write(cancelPipe[1], &one, 1)
         lock()
         defer { unlock() }
         guard !closed else { return }

@@ -1,4 +1,5 @@
 import CLibSSH2
+import CSSHKeystream
 import Foundation
 import Glibc
 import Logging
@@ -38,6 +39,13 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
             self.hostKeySHA256 = hostKeySHA256; self.knownHostsFile = knownHostsFile; self.command = command
             self.connectTimeout = connectTimeout; self.idleTimeout = idleTimeout; self.keepaliveInterval = keepaliveInterval
         }
+    }
+
+    /// Whether libssh2's per-block AES-CTR calls are served from the keystream cache
+    /// (CSSHKeystream: the executable's EVP_Cipher took precedence over libcrypto's), and how many
+    /// 64 KiB keystream refills it made in this process.
+    public static var keystreamCache: (active: Bool, refills: UInt) {
+        (vz_keystream_active() == 1, UInt(vz_keystream_refills()))
     }
 
     /// What libssh2 negotiated, as logged at connect.

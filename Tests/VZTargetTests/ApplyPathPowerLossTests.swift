@@ -144,7 +144,7 @@ final class ApplyPathPowerLossTests: XCTestCase {
     static var batches: [[DecodedChange]] {
         func data(_ i: UInt64, _ seed: Int) -> DecodedChange {
             let bytes = X.pattern(seed, Int(X.block(i).length))
-            return .block(offset: i * X.bs, bytes: bytes, hash: SHA256.digest(bytes))
+            return .block(offset: i * X.bs, bytes: bytes[...], hash: SHA256.digest(bytes))
         }
         return [[data(0, 10), data(1, 11)], [data(3, 13), .zero(X.block(2))], [data(4, 14), data(8, 18)], [.zero(X.block(5)), data(6, 16)]]
     }
@@ -214,7 +214,7 @@ final class ApplyPathPowerLossTests: XCTestCase {
             var buffer = [UInt8](repeating: 0xEE, count: Int(e.length))
             try buffer.withUnsafeMutableBytes { try replica.read(at: e.offset, into: $0) }
             switch change {
-            case let .block(_, bytes, _): if buffer != bytes { return false }
+            case let .block(_, bytes, _): if buffer[...] != bytes { return false }
             case .zero: if buffer.contains(where: { $0 != 0 }) { return false }
             }
         }
