@@ -23,6 +23,17 @@ public final class FlatReplicaStore: ReplicaStore {
         return FlatReplica(directory: directory, files: files, flat: f, capacity: size)
     }
 
+    /// The size of the disk's committed replica, read through a read-only open (the disk-set
+    /// check: under the job's lock, not the disk's; nothing is written). nil when the disk has
+    /// no replica, or only what recovery removes at the disk's next session (an unfinished seed:
+    /// no map, and a journal or no data), whose size the source need not match.
+    public func committedCapacity(_ files: DiskFiles) throws -> UInt64? {
+        guard let replica = try open(files, expectedCapacity: nil, readOnly: true) else { return nil }
+        defer { replica.flat.close() }
+        if !directory.exists(files.map), try directory.exists(files.journal) || replica.holdsNoData() { return nil }
+        return replica.capacity
+    }
+
     /// Temp name, size, fsync, descriptor, rename into place, fsync the directory: a kill or a
     /// failure at any step leaves either no data file or a whole one (recovery removes the
     /// temp). An `ftruncate` the file system refuses (EFBIG: ext4 stops at 16 TiB) fails here,

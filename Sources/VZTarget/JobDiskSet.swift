@@ -34,13 +34,17 @@ public enum JobDiskSet {
 
     /// The session's check (a `diskSet` from a protocol-3 source), before any disk is opened.
     /// Records the set when the job has none; throws `hardwareChanged` naming the added and
-    /// removed disks, and what to do, when it differs from the recorded one.
+    /// removed disks, and what to do, when it differs from the recorded one, and naming every
+    /// disk whose replica has another size than the source disk now has (both sizes).
     static func check(_ incoming: [Message.DiskSetEntry], directory: Directory, job: String, rootPath: String,
                       lockWait: Double, logger: Logger) throws {
         let lock = try JobLock.acquire(directory, job: job, wait: lockWait)
         defer { lock.release() }
         try directory.remove(temporaryName)  // a crashed writer's; harmless, but not left behind
         let names = incoming.map(\.name)
+        // Every disk of the set, before any is opened: a resized later disk must not let an
+        // earlier one of the same pass (or of a parallel session) commit first.
+        let resized = try resizedDisks(incoming, store: FlatReplicaStore(directory: directory))
         guard let (recordedDisks, fromRecord) = try recorded(in: directory) else {
             try directory.writeAtomically(fileName, try DiskSetFile(disks: names).encode())
             logger.info("first pass of the job: recorded its disk set (\(names.sorted().joined(separator: ", ")))")
@@ -49,15 +53,52 @@ public enum JobDiskSet {
         let have = Set(recordedDisks), want = Set(names)
         guard have == want else {
             throw mismatch(added: incoming.filter { !have.contains($0.name) }, removed: recordedDisks.filter { !want.contains($0) },
-                           recorded: recordedDisks, fromRecord: fromRecord, job: job, rootPath: rootPath)
+                           resized: resized, recorded: recordedDisks, fromRecord: fromRecord, job: job, rootPath: rootPath)
         }
+        if !resized.isEmpty { throw resizeMismatch(resized, job: job, rootPath: rootPath) }
         if !fromRecord {
             try directory.writeAtomically(fileName, try DiskSetFile(disks: names).encode())
             logger.notice("the job had replicas but no disk set record (replicated before records existed); recorded its disk set (\(recordedDisks.joined(separator: ", ")))")
         }
     }
 
-    static func mismatch(added: [Message.DiskSetEntry], removed: [String], recorded: [String], fromRecord: Bool,
+    /// A disk of the set whose replica holds another size than the source disk has now.
+    struct Resized: Equatable {
+        var disk: String
+        var source: UInt64
+        var replica: UInt64
+        var path: String
+    }
+
+    /// The disks of `incoming` that have a committed replica of another size (read-only: the
+    /// replica's data file is opened O_RDONLY and only its size and holes are looked at).
+    static func resizedDisks(_ incoming: [Message.DiskSetEntry], store: FlatReplicaStore) throws -> [Resized] {
+        try incoming.compactMap { d in
+            let files = DiskFiles(disk: d.name)
+            guard let have = try store.committedCapacity(files), have != d.capacity else { return nil }
+            return Resized(disk: d.name, source: d.capacity, replica: have, path: "\(store.directory.path)/\(files.flat)")
+        }
+    }
+
+    /// What to do about each resized disk: grow the replica with `resize`; a shrunk disk cannot
+    /// be followed (resize refuses to drop data), so its replica is dropped and seeded again.
+    static func resizeParts(_ resized: [Resized], job: String, rootPath: String) -> [String] {
+        let root = rootPath.isEmpty ? "ROOT" : rootPath
+        return resized.map { r in
+            let what = "disk '\(r.disk)' has \(r.source) bytes on the source but its replica \(r.path) holds \(r.replica) bytes"
+            if r.source > r.replica {
+                return "\(what): the disk grew; grow the target VM's disk the same way first, with `vzrepl-target resize --root \(root) --job \(job) --disk \(r.disk) --capacity \(r.source)`"
+            }
+            return "\(what): the disk shrank, and shrinking a replica is refused (it would drop data); to replicate the smaller disk, drop its replica and seed it again, with `vzrepl-target remove-disk --root \(root) --job \(job) --disk \(r.disk); vzrepl-target add-disk --root \(root) --job \(job) --disk \(r.disk)` (copy the replica away first to keep it)"
+        }
+    }
+
+    static func resizeMismatch(_ resized: [Resized], job: String, rootPath: String) -> VZError {
+        VZError(.hardwareChanged, "job '\(job)': the VM's hardware changed: "
+                + resizeParts(resized, job: job, rootPath: rootPath).joined(separator: "; ") + "; then run the pass again. Nothing was written")
+    }
+
+    static func mismatch(added: [Message.DiskSetEntry], removed: [String], resized: [Resized] = [], recorded: [String], fromRecord: Bool,
                          job: String, rootPath: String) -> VZError {
         var parts: [String] = []
         let root = rootPath.isEmpty ? "ROOT" : rootPath
@@ -71,6 +112,7 @@ public enum JobDiskSet {
             let commands = removed.map { "vzrepl-target remove-disk --root \(root) --job \(job) --disk \($0)" }.joined(separator: "; ")
             parts.append("the job no longer has disk\(removed.count > 1 ? "s" : "") \(list): remove \(removed.count > 1 ? "them" : "it") from the target VM the same way first, with `\(commands)` (deletes the replica; copy it away first to keep it), or put the disk back in the job")
         }
+        parts += resizeParts(resized, job: job, rootPath: rootPath)
         let what = fromRecord ? "the disk set the target recorded for job '\(job)'" : "the disks job '\(job)' has replicas of"
         return VZError(.hardwareChanged, "the job's disks differ from \(what) (\(recorded.joined(separator: ", "))): the VM's hardware changed. "
                        + parts.joined(separator: "; ") + "; then run the pass again. Nothing was written")

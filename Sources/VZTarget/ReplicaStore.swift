@@ -8,6 +8,9 @@ public protocol ReplicaStore: AnyObject {
     /// The disk's replica, or nil when it has none. A replica of another size than
     /// `expectedCapacity` is refused: the source disk changed size.
     func open(_ files: DiskFiles, expectedCapacity: UInt64?) throws -> Stored?
+    /// The size of the disk's committed replica without opening it for writing, or nil when it
+    /// has none (the session's disk-set check compares it with the source's capacity).
+    func committedCapacity(_ files: DiskFiles) throws -> UInt64?
     /// Creates an empty (all-zero) replica atomically: it exists whole or not at all.
     func create(_ files: DiskFiles, capacity: UInt64) throws -> Stored
     /// Removes a replica that never committed (an unfinished seed), with its descriptor.

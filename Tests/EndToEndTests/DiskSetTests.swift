@@ -103,6 +103,63 @@ final class DiskSetTests: XCTestCase {
         XCTAssertTrue(try AgentHarness.filesEqual(d0, jobDir + "/disk0-flat.vmdk"))
     }
 
+    /// A disk that grew is refused for the whole session before any disk is opened: with disk1
+    /// grown, disk0 (first in the pass, and changed) must not commit, serially or with two
+    /// parallel sessions; `resize` then lets the pass through for both.
+    func testAGrownLaterDiskFailsThePassBeforeAnEarlierDiskCommits() throws {
+        let d0 = try disk("d0", seed: 11), d1 = try disk("d1", seed: 12)
+        let job = try h.writeJob(disks: [("disk0", d0), ("disk1", d1)])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        func generation(_ disk: String) throws -> Int? {
+            let r = try AgentHarness.run([AgentHarness.target, "status", "--root", h.root, "--json"])
+            let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? []
+            return rows.first { $0["disk"] as? String == disk }?["generation"] as? Int
+        }
+        let gen0 = try XCTUnwrap(try generation("disk0"))
+
+        // disk0 changes (a pass would commit it), disk1 grows to 2 MiB.
+        try AgentHarness.write(AgentHarness.randomBytes(64 << 10, seed: 13), to: d0, at: 0)
+        let h1 = try FileHandle(forWritingTo: URL(fileURLWithPath: d1))
+        try h1.truncate(atOffset: 2 << 20)
+        try h1.close()
+        let before = try snapshot()
+        for parallel in [1, 2] {
+            let r = try h.replicate(try h.writeJob(disks: [("disk0", d0), ("disk1", d1)], extra: ["parallelDisks": parallel]))
+            XCTAssertEqual(r.status, 3, "parallelDisks \(parallel): \(r.stdout)")
+            let e = try XCTUnwrap(r.events("error").first, r.stdout)
+            XCTAssertEqual(e["kind"] as? String, "hardwareChanged")
+            let message = e["message"] as? String ?? ""
+            for part in ["disk 'disk1' has \(2 << 20) bytes on the source", "holds \(1 << 20) bytes", "hardware changed",
+                         "vzrepl-target resize --root \(h.root) --job vm1 --disk disk1 --capacity \(2 << 20)", "Nothing was written"] {
+                XCTAssertTrue(message.contains(part), "'\(message)' lacks '\(part)'")
+            }
+            XCTAssertFalse(message.contains("disk0"), message)
+            XCTAssertTrue(r.events("disk-finished").isEmpty, r.stdout)
+            XCTAssertEqual(try snapshot(), before, "parallelDisks \(parallel): a refused pass changed the datastore (disk0 committed?)")
+            XCTAssertEqual(try generation("disk0"), gen0)
+        }
+
+        let rs = try target(["resize", "--root", h.root, "--job", "vm1", "--disk", "disk1", "--capacity", "\(2 << 20)"])
+        XCTAssertEqual(rs.status, 0, rs.stdout + rs.stderr)
+        let ok = try h.replicate(job)
+        XCTAssertEqual(ok.status, 0, ok.stdout)
+        XCTAssertEqual(try generation("disk0"), gen0 + 1)
+        XCTAssertTrue(try AgentHarness.filesEqual(d0, jobDir + "/disk0-flat.vmdk"))
+        XCTAssertTrue(try AgentHarness.filesEqual(d1, jobDir + "/disk1-flat.vmdk"))
+
+        // A disk that shrank cannot be followed by resize: refused the same way, with the way out.
+        let h0 = try FileHandle(forWritingTo: URL(fileURLWithPath: d0))
+        try h0.truncate(atOffset: 512 << 10)
+        try h0.close()
+        let after = try snapshot()
+        let shrunk = try h.replicate(job)
+        XCTAssertEqual(shrunk.status, 3, shrunk.stdout)
+        let m = shrunk.events("error").first?["message"] as? String ?? ""
+        XCTAssertTrue(m.contains("disk 'disk0' has \(512 << 10) bytes on the source") && m.contains("holds \(1 << 20) bytes")
+                      && m.contains("shrinking a replica is refused") && m.contains("vzrepl-target remove-disk --root \(h.root) --job vm1 --disk disk0"), m)
+        XCTAssertEqual(try snapshot(), after)
+    }
+
     func testARemovedDiskIsRefusedUntilRemoveDiskDeletesItsReplica() throws {
         let d0 = try disk("d0", seed: 3), d1 = try disk("d1", seed: 4)
         let two = try h.writeJob(disks: [("disk0", d0), ("disk1", d1)])
