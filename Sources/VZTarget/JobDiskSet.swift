@@ -18,6 +18,23 @@ public enum JobDiskSet {
     public static let fileName = "vzdisks"
     static var temporaryName: String { Directory.temporaryName(for: fileName) }
 
+    /// The record as `status` shows it.
+    public enum RecordStatus: String, Codable, Sendable { case recorded, none, damaged }
+
+    /// The record alone, for `status`: read without the job's lock (a writer replaces it by an
+    /// atomic rename, so a read sees one whole version), never throwing: a damaged or unreadable
+    /// record is reported with the reason.
+    static func readRecord(in directory: Directory) -> (status: RecordStatus, disks: [String]?, reason: String?) {
+        let path = "\(directory.path)/\(fileName)"
+        do {
+            guard let bytes = try directory.readFile(fileName, maxSize: DiskSetFile.maxSize) else { return (.none, nil, nil) }
+            return (.recorded, try DiskSetFile.decode(bytes, fileName: path).disks, nil)
+        } catch {
+            let message = (error as? VZError)?.message ?? "\(error)"
+            return (.damaged, nil, "\(message): the job's disk set record is damaged, and its passes fail (corruptMap) until it is removed (rm \(path)): the next pass then compares the job with the replicas present and records the set again")
+        }
+    }
+
     /// What the record says, or, without one, the disks that have a replica (nil when neither).
     static func recorded(in directory: Directory) throws -> (disks: [String], fromRecord: Bool)? {
         if let bytes = try directory.readFile(fileName, maxSize: DiskSetFile.maxSize) {

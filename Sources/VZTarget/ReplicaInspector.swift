@@ -61,6 +61,19 @@ public enum ReplicaInspector {
         public var lastPassNote: String?
         /// The CBT change id recorded at the last commit: always nil until CBT exists (printed as null).
         public var cbtChangeId: String?
+        /// false: a disk of the job's recorded disk set that has no replica yet (added with
+        /// `add-disk`; the next pass seeds it). Only `job`, `disk` and the disk-set fields are set.
+        public var replica = true
+        /// The job's disk set record (`JOB/vzdisks`), the same on each of the job's disks:
+        /// `recorded`, `none` (no pass of a protocol-3 source recorded one yet), `damaged`.
+        public var diskSetStatus: JobDiskSet.RecordStatus = .none
+        /// The recorded disk names (sorted); nil when there is no readable record.
+        public var diskSet: [String]?
+        /// Why the record is damaged, and what to do.
+        public var diskSetReason: String?
+        /// Whether the record lists this disk; nil when there is no readable record. A replica
+        /// outside the set fails the job's passes (`hardwareChanged`) until the set agrees.
+        public var inDiskSet: Bool?
     }
 
     public struct LastPass: Codable, Sendable, Equatable {
@@ -85,9 +98,19 @@ public enum ReplicaInspector {
         var out: [DiskStatus] = []
         for job in try root.entries() where NameRules.problem(with: job) == nil {
             guard let dir = try? root.subdirectory(job, create: false) else { continue }
+            let set = JobDiskSet.readRecord(in: dir)
+            func withSet(_ s: inout DiskStatus) {
+                s.diskSetStatus = set.status
+                s.diskSet = set.disks
+                s.diskSetReason = set.reason
+                s.inDiskSet = set.disks.map { $0.contains(s.disk) }
+            }
+            var seen: Set<String> = []
             for name in try dir.entries() where name.hasSuffix("-flat.vmdk") {
                 let disk = String(name.dropLast("-flat.vmdk".count))
+                seen.insert(disk)
                 var s = DiskStatus(job: job, disk: disk, mapStatus: .missing, undo: .none)
+                withSet(&s)
                 let store = FlatReplicaStore(directory: dir)
                 if let replica = try store.open(DiskFiles(disk: disk), expectedCapacity: nil) {
                     s.capacityBytes = replica.capacity
@@ -99,6 +122,12 @@ public enum ReplicaInspector {
                 inspectMap(&s, in: dir)
                 inspectJournal(&s, in: dir)
                 inspectPassRecord(&s, in: dir)
+                out.append(s)
+            }
+            for disk in set.disks ?? [] where !seen.contains(disk) {
+                var s = DiskStatus(job: job, disk: disk, mapStatus: .missing, undo: .none)
+                s.replica = false
+                withSet(&s)
                 out.append(s)
             }
         }

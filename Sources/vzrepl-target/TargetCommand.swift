@@ -140,9 +140,11 @@ struct Status: ParsableCommand {
         discussion: """
         The map is checked whole (MAP: valid, corrupt, missing); UNDO says whether a pass left a \
         journal (pending: what recovery will do is printed below the table; corrupt: recovery is \
-        blocked); below the table, the last committed pass of each disk (DISK.vzpass: time, \
+        blocked); below the table, each job's disk set (vzdisks: its disks, those with no replica \
+        yet, or a damaged record) and the last committed pass of each disk (DISK.vzpass: time, \
         generation, bytes, pass id). --json prints the same with the events' field names, plus \
-        pending, mapBytes, mapEntries, lastPass, cbtChangeId (null until CBT exists) (Docs/operations.md).
+        pending, mapBytes, mapEntries, lastPass, cbtChangeId (null until CBT exists), replica, \
+        diskSetStatus, diskSet, diskSetReason, inDiskSet (Docs/operations.md).
         """)
 
     @OptionGroup var root: RootOptions
@@ -154,12 +156,13 @@ struct Status: ParsableCommand {
         let disks = try ReplicaInspector.status(rootPath: root.root)
         if json {
             // Through JSONSerialization so that fields the encoder would omit print as null:
-            // cbtChangeId (until CBT exists), lastPass when there is none.
+            // cbtChangeId (until CBT exists), lastPass when there is none, diskSet and inDiskSet
+            // without a readable disk set record.
             let enc = JSONEncoder()
             var objects: [Any] = []
             for d in disks {
                 var o = try JSONSerialization.jsonObject(with: try enc.encode(d)) as? [String: Any] ?? [:]
-                for key in ["cbtChangeId", "lastPass"] where o[key] == nil { o[key] = NSNull() }
+                for key in ["cbtChangeId", "lastPass", "diskSet", "inDiskSet"] where o[key] == nil { o[key] = NSNull() }
                 objects.append(o)
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .prettyPrinted])
@@ -172,10 +175,15 @@ struct Status: ParsableCommand {
             let capacity = d.capacityBytes.map { "\($0)" } ?? "-"
             let generation = d.generation.map { "\($0)" } ?? "-"
             var line = d.job.padding(16) + d.disk.padding(12) + capacity.padding(16) + generation.padding(6)
-            line += d.mapStatus.rawValue.padding(9) + (d.cid ?? "-").padding(10) + d.undo.rawValue.padding(9)
-            print(line + (d.lastCommit ?? "-"))
+            line += (d.replica ? d.mapStatus.rawValue : "-").padding(9) + (d.cid ?? "-").padding(10)
+            line += (d.replica ? d.undo.rawValue : "-").padding(9)
+            print(line + (d.replica ? d.lastCommit ?? "-" : "(no replica yet)"))
         }
-        for d in disks {
+        var jobsShown: Set<String> = []
+        for d in disks where jobsShown.insert(d.job).inserted {
+            print(Status.diskSetLine(job: d.job, of: disks.filter { $0.job == d.job }))
+        }
+        for d in disks where d.replica {
             if d.mapStatus == .corrupt, let why = d.mapReason { print("\(d.job)/\(d.disk): map corrupt: \(why)") }
             switch d.undo {
             case .none: break
@@ -195,6 +203,29 @@ struct Status: ParsableCommand {
             } else if let note = d.lastPassNote {
                 print("\(d.job)/\(d.disk): last pass: \(note)")
             }
+        }
+    }
+}
+
+extension Status {
+    /// One line per job: its recorded disk set (`vzdisks`) and the disks the set and the
+    /// replicas disagree on.
+    static func diskSetLine(job: String, of rows: [ReplicaInspector.DiskStatus]) -> String {
+        guard let first = rows.first else { return "" }
+        switch first.diskSetStatus {
+        case .damaged:
+            return "\(job): disk set record damaged: \(first.diskSetReason ?? "")"
+        case .none:
+            return "\(job): no disk set record (the next pass of a protocol-3 source records one)"
+        case .recorded:
+            var line = "\(job): disk set (vzdisks): \((first.diskSet ?? []).joined(separator: ", "))"
+            let noReplica = rows.filter { !$0.replica }.map(\.disk)
+            let outside = rows.filter { $0.replica && $0.inDiskSet == false }.map(\.disk)
+            if !noReplica.isEmpty { line += "; no replica yet: \(noReplica.joined(separator: ", ")) (the next pass seeds it)" }
+            if !outside.isEmpty {
+                line += "; replicas not in the set: \(outside.joined(separator: ", ")) (the job's passes fail as hardwareChanged until the set agrees: add-disk or remove-disk)"
+            }
+            return line
         }
     }
 }

@@ -160,6 +160,53 @@ final class DiskSetTests: XCTestCase {
         XCTAssertEqual(try snapshot(), after)
     }
 
+    /// `status` shows each job's recorded disk set: the names, a disk of the set with no replica
+    /// yet (after add-disk), no record, and a damaged record (reported, not a crash).
+    func testStatusShowsTheDiskSetAndADamagedRecord() throws {
+        let d0 = try disk("d0", seed: 21)
+        XCTAssertEqual(try h.replicate(try h.writeJob(disks: [("disk0", d0)])).status, 0)
+        XCTAssertEqual(try target(["add-disk", "--root", h.root, "--job", "vm1", "--disk", "disk1"]).status, 0)
+        func status() throws -> (rows: [[String: Any]], text: String) {
+            let j = try AgentHarness.run([AgentHarness.target, "status", "--root", h.root, "--json"])
+            XCTAssertEqual(j.status, 0, j.stderr)
+            let rows = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [[String: Any]] ?? []
+            let t = try AgentHarness.run([AgentHarness.target, "status", "--root", h.root])
+            XCTAssertEqual(t.status, 0, t.stderr)
+            return (rows, t.stdout)
+        }
+        func row(_ rows: [[String: Any]], _ disk: String) -> [String: Any] { rows.first { $0["disk"] as? String == disk } ?? [:] }
+
+        var (rows, text) = try status()
+        XCTAssertEqual(rows.count, 2, "\(rows)")
+        XCTAssertEqual(row(rows, "disk0")["replica"] as? Bool, true)
+        XCTAssertEqual(row(rows, "disk0")["capacityBytes"] as? Int, 1 << 20)
+        XCTAssertEqual(row(rows, "disk1")["replica"] as? Bool, false)
+        XCTAssertNil(row(rows, "disk1")["capacityBytes"])
+        for r in rows {
+            XCTAssertEqual(r["diskSetStatus"] as? String, "recorded")
+            XCTAssertEqual(r["diskSet"] as? [String], ["disk0", "disk1"])
+            XCTAssertEqual(r["inDiskSet"] as? Bool, true)
+        }
+        XCTAssertTrue(text.contains("vm1: disk set (vzdisks): disk0, disk1; no replica yet: disk1"), text)
+
+        // A damaged record: shown as such, with what to do; the replica rows are still there.
+        try Data("VZDSKSET garbage".utf8).write(to: URL(fileURLWithPath: jobDir + "/vzdisks"))
+        (rows, text) = try status()
+        XCTAssertEqual(rows.map { $0["disk"] as? String }, ["disk0"])
+        XCTAssertEqual(rows.first?["diskSetStatus"] as? String, "damaged")
+        XCTAssertTrue(rows.first?["diskSet"] is NSNull, "\(rows)")
+        XCTAssertTrue(rows.first?["inDiskSet"] is NSNull, "\(rows)")
+        let reason = rows.first?["diskSetReason"] as? String ?? ""
+        XCTAssertTrue(reason.contains(jobDir + "/vzdisks") && reason.contains("damaged") && reason.contains("rm "), reason)
+        XCTAssertTrue(text.contains("vm1: disk set record damaged: ") && text.contains("rm \(jobDir)/vzdisks"), text)
+
+        // No record: said so.
+        try FileManager.default.removeItem(atPath: jobDir + "/vzdisks")
+        (rows, text) = try status()
+        XCTAssertEqual(rows.first?["diskSetStatus"] as? String, "none")
+        XCTAssertTrue(text.contains("vm1: no disk set record"), text)
+    }
+
     func testARemovedDiskIsRefusedUntilRemoveDiskDeletesItsReplica() throws {
         let d0 = try disk("d0", seed: 3), d1 = try disk("d1", seed: 4)
         let two = try h.writeJob(disks: [("disk0", d0), ("disk1", d1)])
