@@ -160,6 +160,26 @@ final class DiskSetTests: XCTestCase {
         XCTAssertEqual(try snapshot(), after)
     }
 
+    /// The set check compares committed replicas only: an unfinished seed (a data file that
+    /// holds nothing, no map) of another size is what the disk's own session removes and seeds
+    /// again, so it does not fail the pass as resized.
+    func testAnUnfinishedSeedOfAnotherSizeIsNotAResize() throws {
+        let d0 = try disk("d0", seed: 31), d1 = try disk("d1", seed: 32)
+        let job = try h.writeJob(disks: [("disk0", d0), ("disk1", d1)])
+        XCTAssertEqual(try h.replicate(job).status, 0)
+        for name in ["disk1.vzmap", "disk1.vzcid", "disk1.vzpass", "disk1-flat.vmdk"] {
+            try? FileManager.default.removeItem(atPath: jobDir + "/" + name)
+        }
+        try AgentHarness.makeImage(jobDir + "/disk1-flat.vmdk", size: 1 << 20)  // all holes
+        let h1 = try FileHandle(forWritingTo: URL(fileURLWithPath: d1))
+        try h1.truncate(atOffset: 2 << 20)
+        try h1.close()
+        let r = try h.replicate(job)
+        XCTAssertEqual(r.status, 0, r.stdout)
+        XCTAssertTrue(try AgentHarness.filesEqual(d1, jobDir + "/disk1-flat.vmdk"))
+        XCTAssertTrue(try AgentHarness.filesEqual(d0, jobDir + "/disk0-flat.vmdk"))
+    }
+
     /// `status` shows each job's recorded disk set: the names, a disk of the set with no replica
     /// yet (after add-disk), no record, and a damaged record (reported, not a crash).
     func testStatusShowsTheDiskSetAndADamagedRecord() throws {
