@@ -90,6 +90,7 @@ public final class Directory: @unchecked Sendable {
         }
         return (f, e)
     }
+
     /// Opens (and with `create`, first makes) the sub-directory `name`, never through a symlink.
     public func subdirectory(_ name: String, create: Bool) throws -> Directory {
         let name = try checked(name)
