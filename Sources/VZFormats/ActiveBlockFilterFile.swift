@@ -52,9 +52,7 @@ public enum ActiveBlockFilterFile {
     /// Decodes and checks a filter; every failure is `.sourceIO` and names the file and field.
     public static func decode(_ bytes: [UInt8], fileName: String) throws -> Filter {
         var r = ByteReader(bytes, context: fileName, errorKind: .sourceIO)
-        guard Array(try r.raw(8, "magic")) == magic else { throw r.fail("magic", "not an active-block filter (expected \"VZABBT\")") }
-        let v = try r.u32("version")
-        guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
+        try r.recordHeader(magic: magic, record: "an active-block filter", versions: [version])
         let granularity = try r.u32("granularity")
         let capacity = try r.u64("capacity")
         let count = try r.u64("extentCount")

@@ -82,11 +82,7 @@ public struct CIDRecordFile: Equatable, Sendable {
             throw VZError(.corruptMap, "\(fileName): \(bytes.count) bytes, a CID record has \(version1Size) to \(maxSize)")
         }
         var r = ByteReader(bytes, context: fileName, errorKind: .corruptMap)
-        guard Array(try r.raw(8, "magic")) == magic else { throw r.fail("magic", "not a .vzcid file (expected \"VZCIDREC\")") }
-        let v = try r.u32("version")
-        guard v == 1 || v == version else {
-            throw r.fail("version", "version \(v) is not supported (this agent reads versions 1 and \(version))")
-        }
+        let v = try r.recordHeader(magic: magic, record: "a .vzcid file", versions: [1, version])
         let cid = try r.u32("cid")
         let previous = try r.u32("previousCID")
         let generation = try r.u64("generation")
@@ -105,13 +101,7 @@ public struct CIDRecordFile: Equatable, Sendable {
             }
             chain = flags & chainKnownFlag != 0 ? links : nil
         }
-        let crcAt = r.offset
-        let crc = try r.u32("crc32c")
-        try r.expectEnd()
-        let actual = CRC32C.checksum(bytes[0..<crcAt])
-        guard crc == actual else {
-            throw r.fail("crc32c", "checksum mismatch (stored \(String(format8: crc)), computed \(String(format8: actual)))")
-        }
+        try r.trailingCRC32C()
         return CIDRecordFile(cid: cid, previousCID: previous, generation: generation, chain: chain)
     }
 }

@@ -49,9 +49,7 @@ public struct DiskSetFile: Equatable, Sendable {
         guard bytes.count <= maxSize else {
             throw VZError(.corruptMap, "\(fileName): \(bytes.count) bytes, more than a disk set record can have (\(maxSize))")
         }
-        guard Array(try r.raw(8, "magic")) == magic else { throw r.fail("magic", "not a disk set record (expected \"VZDSKSET\")") }
-        let v = try r.u32("version")
-        guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
+        try r.recordHeader(magic: magic, record: "a disk set record", versions: [version])
         let n = Int(try r.u32("diskCount"))
         guard n >= 1, n <= maxDisks else { throw r.fail("diskCount", "\(n) disks, a job has 1 to \(maxDisks)") }
         // Each entry takes at least 2 bytes: a count the file cannot hold is refused before the loop.
@@ -67,13 +65,7 @@ public struct DiskSetFile: Equatable, Sendable {
             }
             names.append(name)
         }
-        let crcAt = r.offset
-        let crc = try r.u32("crc32c")
-        try r.expectEnd()
-        let actual = CRC32C.checksum(bytes[0..<crcAt])
-        guard crc == actual else {
-            throw r.fail("crc32c", "checksum mismatch (stored \(String(format8: crc)), computed \(String(format8: actual)))")
-        }
+        try r.trailingCRC32C()
         try check(names, fileName: fileName)
         return try DiskSetFile(disks: names)
     }

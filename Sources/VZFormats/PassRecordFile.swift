@@ -59,9 +59,7 @@ public struct PassRecordFile: Equatable, Sendable {
             throw VZError(.corruptMap, "\(fileName): \(bytes.count) bytes, a pass record has \(size)")
         }
         var r = ByteReader(bytes, context: fileName, errorKind: .corruptMap)
-        guard Array(try r.raw(8, "magic")) == magic else { throw r.fail("magic", "not a .vzpass file (expected \"VZPASSRC\")") }
-        let v = try r.u32("version")
-        guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
+        try r.recordHeader(magic: magic, record: "a .vzpass file", versions: [version])
         let reserved = try r.u32("reserved")
         guard reserved == 0 else { throw r.fail("reserved", "\(reserved), must be 0") }
         let generation = try r.u64("generation")
@@ -71,11 +69,7 @@ public struct PassRecordFile: Equatable, Sendable {
         let changed = try r.u64("changedBytes")
         let zero = try r.u64("zeroBytes")
         let passId = Array(try r.raw(16, "passId"))
-        let crc = try r.u32("crc32c")
-        let actual = CRC32C.checksum(bytes[0..<80])
-        guard crc == actual else {
-            throw r.fail("crc32c", "checksum mismatch (stored \(String(format8: crc)), computed \(String(format8: actual)))")
-        }
+        try r.trailingCRC32C()
         return PassRecordFile(generation: generation, committedUnixMillis: committed, startedUnixMillis: started,
                               scannedBytes: scanned, changedBytes: changed, zeroBytes: zero, passId: passId)
     }

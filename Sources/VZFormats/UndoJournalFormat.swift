@@ -165,10 +165,7 @@ public enum UndoJournalFormat {
     public static func decodeHeader<C: Collection>(_ bytes: C, fileName: String) throws -> Header where C.Element == UInt8 {
         let all = Array(bytes.prefix(headerSize))
         var r = ByteReader(all, context: fileName, errorKind: .corruptJournal)
-        let m = Array(try r.raw(8, "magic"))
-        guard m == magic else { throw r.fail("magic", "not a .vzundo file (expected \"VZREPUND\")") }
-        let v = try r.u32("version")
-        guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
+        try r.recordHeader(magic: magic, record: "a .vzundo file", versions: [version])
         let size = try r.u32("headerSize")
         guard size == UInt32(headerSize) else { throw r.fail("headerSize", "\(size), expected \(headerSize)") }
         guard all.count == headerSize else {

@@ -44,10 +44,7 @@ public enum VzmapFile {
     /// Reads only the header (for `status`), checking its own checksum.
     public static func decodeHeader(_ bytes: [UInt8], fileName: String) throws -> Header {
         var r = ByteReader(bytes.prefix(headerSize), context: fileName, errorKind: .corruptMap)
-        let m = Array(try r.raw(8, "magic"))
-        guard m == magic else { throw r.fail("magic", "not a .vzmap file (expected \"VZREPMAP\")") }
-        let v = try r.u32("version")
-        guard v == version else { throw r.fail("version", "version \(v) is not supported (this agent reads version \(version))") }
+        try r.recordHeader(magic: magic, record: "a .vzmap file", versions: [version])
         let blockSize = try r.u32("blockSize")
         if let why = BlockSize.problem(with: blockSize) { throw r.fail("blockSize", why) }
         let capacity = try r.u64("capacity")

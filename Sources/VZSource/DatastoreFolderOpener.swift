@@ -12,9 +12,9 @@ final class DatastoreFolderOpener: VMDKFolderOpener {
 
     func access(folder: String, beneath mount: String) throws -> VMDKFileAccess {
         if let a = accesses[folder] { return a }
-        let root = try ReadOnlyFolder.open(mount)
+        let root = try Directory.openSourceFolder(mount)
         let relative = folder == mount ? "" : String(folder.dropFirst(mount.count + 1))
-        let a = FolderFileAccess(folder: relative.isEmpty ? root : try root.subfolder(relative))
+        let a = FolderFileAccess(folder: relative.isEmpty ? root : try root.subdirectory(atPath: relative))
         accesses[folder] = a
         return a
     }

@@ -3,23 +3,23 @@ import VZCore
 import VZFormats
 import VZPlatform
 
-/// The VMDK readers' I/O (`VMDKFileAccess`) over one disk folder: every file is opened once,
-/// by name, beneath the folder (`ReadOnlyFolder`: no `..`, no symlinks), and read with pread from
-/// any number of threads.
+/// The VMDK readers' I/O (`VMDKFileAccess`) over one disk folder: every file is opened once, by
+/// name, beneath the folder (a `.sourceFolder` `Directory`: no `..`, no symlinks), and read with
+/// pread from any number of threads.
 final class FolderFileAccess: VMDKFileAccess, @unchecked Sendable {
-    let folder: ReadOnlyFolder
+    let folder: Directory
     private var files: [String: PosixFile] = [:]
     private let lock = NSLock()
     /// Every name opened, in order (tests prove a lateral snapshot's link is never opened).
     private(set) var opened: [String] = []
 
-    init(folder: ReadOnlyFolder) { self.folder = folder }
+    init(folder: Directory) { self.folder = folder }
 
     private func file(_ name: String) throws -> PosixFile {
         lock.lock()
         defer { lock.unlock() }
         if let f = files[name] { return f }
-        let f = try folder.open(name)
+        let f = try folder.open(name, flags: O_RDONLY)
         files[name] = f
         opened.append(name)
         return f

@@ -59,7 +59,7 @@ public enum SourceReaderFactory {
         let real = URL(fileURLWithPath: vmxPath).resolvingSymlinksInPath().path
         let vmFolderPath = (real as NSString).deletingLastPathComponent
         let vmxName = (real as NSString).lastPathComponent
-        let vmFolder = try ReadOnlyFolder.open(vmFolderPath)
+        let vmFolder = try Directory.openSourceFolder(vmFolderPath)
         let vmx = try VMXFile.parse(try readSmall(vmFolder, vmxName, max: VMXFile.maxBytes), fileName: vmxName)
         let written = try vmx.diskFileName(node: node)
         // Relative: in the VM's folder (or below it); absolute: a disk on another datastore, read
@@ -100,13 +100,11 @@ public enum SourceReaderFactory {
         return SourceDisk(reader: chain, eventFields: fields, notes: notes, access: access)
     }
 
-    private static func readSmall(_ folder: ReadOnlyFolder, _ name: String, max: Int) throws -> [UInt8] {
-        let f = try folder.open(name)
-        let size = try f.size()
-        guard size <= UInt64(max) else { throw VZError(.sourceIO, "\(f.path): \(size) bytes, more than the \(max) this file may have") }
-        var b = [UInt8](repeating: 0, count: Int(size))
-        try b.withUnsafeMutableBytes { try f.read(at: 0, into: $0) }
-        return b
+    private static func readSmall(_ folder: Directory, _ name: String, max: Int) throws -> [UInt8] {
+        guard let bytes = try folder.readFile(name, maxSize: max) else {
+            throw Syscall.error("open", "\(folder.path)/\(name)", ENOENT, kind: .sourceIO)
+        }
+        return bytes
     }
 
     static func openUnlabelled(_ disk: JobConfig.DiskConfig, datastores: VMDKDatastores = VMDKDatastores()) throws -> (BlockReader, FolderFileAccess?) {
@@ -142,7 +140,7 @@ public enum SourceReaderFactory {
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         let folderPath = (real as NSString).deletingLastPathComponent
         let name = (real as NSString).lastPathComponent
-        let access = FolderFileAccess(folder: try ReadOnlyFolder.open(folderPath.isEmpty ? "/" : folderPath))
+        let access = FolderFileAccess(folder: try Directory.openSourceFolder(folderPath.isEmpty ? "/" : folderPath))
         let chain = try VMDKChain(leaf: name, folder: folderPath.isEmpty ? "/" : folderPath, access: access,
                                   datastores: datastores, opener: DatastoreFolderOpener())
         return (chain, access)

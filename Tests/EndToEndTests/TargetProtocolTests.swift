@@ -12,9 +12,9 @@ import XCTest
 /// SHA-256 from `sha256sum`, size and mode, every directory and symlink), which must be equal.
 /// A refused session leaves no new file. The one file whose bytes may change is the disk's
 /// `.vzlock`: it exists from the seed (DiskLock.release keeps it) and holds the pid of the last
-/// process that took the disk's lock, which every `serve` does at its start
-/// (DatastoreRecovery.recoverAll) and every disk session again (DiskLock.acquire); so its
-/// presence is compared, its bytes are not.
+/// process that took the disk's lock, which every session that opens the disk does
+/// (DiskLock.acquire, before it recovers that disk alone; `serve` recovers nothing else at its
+/// start); so its presence is compared, its bytes are not.
 final class TargetProtocolTests: XCTestCase {
     var h: AgentHarness!
     let bs: UInt32 = 65536

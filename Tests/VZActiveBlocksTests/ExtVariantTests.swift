@@ -1,5 +1,6 @@
 import Foundation
 import VZCore
+import VZTestSupport
 import XCTest
 @testable import VZActiveBlocks
 
@@ -97,7 +98,7 @@ final class ExtVariantTests: XCTestCase {
         // Random damage to the first 64 KiB (superblock, descriptors, bitmaps): never a crash,
         // and with metadata_csum never a block freed that the intact filesystem uses.
         let used = ExtentSet([Extent(offset: 0, length: disk.capacity)]).subtracting(good.active)
-        var rng = SplitMixLocal(7)
+        var rng = SplitMix64(seed: 7)
         for _ in 0..<300 {
             disk.patches = [:]
             for _ in 0..<Int(rng.next() % 4 + 1) { disk.patches[1024 + rng.next() % 65536] = UInt8(truncatingIfNeeded: rng.next()) }

@@ -1,5 +1,6 @@
 import Foundation
 import VZCore
+import VZTestSupport
 import XCTest
 
 /// A disk image file read with pread, for the mapper under test.
@@ -63,7 +64,7 @@ final class Scratch {
 
     /// Files for a filesystem: random "keep" files and a victim made of a recognisable pattern.
     func populate(seed: UInt64 = 1) throws {
-        var rng = SplitMixLocal(seed)
+        var rng = SplitMix64(seed: seed)
         for (i, size) in [300_000, 70_000, 5_000].enumerated() {
             var bytes = [UInt8](repeating: 0, count: size)
             for k in 0..<size { bytes[k] = UInt8(truncatingIfNeeded: rng.next()) }
@@ -75,18 +76,6 @@ final class Scratch {
 
 let victimPattern = Array("DELETED-VICTIM-PATTERN-0123456789abcdef-".utf8)
 func victimData(_ n: Int) -> [UInt8] { (0..<n).map { victimPattern[$0 % victimPattern.count] } }
-
-struct SplitMixLocal {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The offsets (multiples of `unit`) of every `unit`-sized chunk of the image that holds the
 /// victim pattern.

@@ -1,5 +1,6 @@
 import Foundation
 import VZCore
+import VZTestSupport
 import XCTest
 @testable import VZActiveBlocks
 
@@ -16,7 +17,7 @@ final class XFSTests: XCTestCase {
         let img = s.path(name), dir = s.path(name + ".src")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var proto = "/dummy\n0 0\nd--755 0 0\n"
-        var rng = SplitMixLocal(UInt64(pairs))
+        var rng = SplitMix64(seed: UInt64(pairs))
         for i in 0..<pairs {
             var keep = [UInt8](repeating: 0, count: fileSize)
             for k in 0..<fileSize { keep[k] = UInt8(truncatingIfNeeded: rng.next()) }

@@ -1,3 +1,4 @@
+import VZTestSupport
 import XCTest
 @testable import VZCore
 
@@ -8,7 +9,7 @@ final class TokenBucketTests: XCTestCase {
     /// Runs a greedy sender for `seconds` of simulated time and returns the (time, bytes) of every write.
     private func simulate(rate: UInt64, seconds: Double, seed: UInt64, idleGaps: Bool) -> [(Double, Int)] {
         var bucket = TokenBucket(bytesPerSecond: rate)
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var now = 0.0
         var writes: [(Double, Int)] = []
         while now < seconds {
@@ -77,18 +78,5 @@ final class TokenBucketTests: XCTestCase {
         XCTAssertEqual(TokenBucket(bytesPerSecond: 65536).chunkSize, 2048)
         XCTAssertEqual(TokenBucket(bytesPerSecond: 1024).chunkSize, 1024)
         XCTAssertEqual(TokenBucket(bytesPerSecond: 1 << 40).chunkSize, 256 * 1024)
-    }
-}
-
-/// A small deterministic generator for the simulations.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -125,4 +125,37 @@ final class DirectoryTests: XCTestCase {
     func testOpenRootOfMissingDirectory() {
         assertVZError(.replicaIO, ["\(root)/missing"]) { try Directory.openRoot("\(root)/missing") }
     }
+
+    /// A source disk's folder: the same confinement, every error `.sourceIO`, a file with more
+    /// than one link still read, and nothing written through it.
+    func testSourceFolderIsConfinedAndReadOnly() throws {
+        let dir = try Directory.openSourceFolder(root)
+        for name in ["passwd", "victim", "inlink"] {
+            assertVZError(.sourceIO, [name, "symbolic link"], name) { try dir.open(name, flags: O_RDONLY) }
+        }
+        for name in ["", ".", "..", "../x", "sub/file", "/etc/passwd", "a\u{0}b"] {
+            assertVZError(.sourceIO, [], "'\(name)'") { try dir.open(name, flags: O_RDONLY) }
+        }
+        assertVZError(.sourceIO, ["sub", "a directory"]) { try dir.open("sub", flags: O_RDONLY) }
+        XCTAssertEqual(link("\(root)/sub/file", "\(root)/linked"), 0)
+        var bytes = [UInt8](repeating: 0, count: 7)
+        try bytes.withUnsafeMutableBytes { try dir.open("linked", flags: O_RDONLY).read(at: 0, into: $0) }
+        XCTAssertEqual(bytes, Array("inside\n".utf8))
+        assertVZError(.internal, ["read-only"]) { try dir.open("new", flags: O_WRONLY | O_CREAT) }
+        assertVZError(.internal, ["read-only"]) { try dir.subdirectory("newdir", create: true) }
+        assertVZError(.internal, ["read-only"]) { try dir.remove("linked") }
+        XCTAssertFalse(dir.exists("new") || dir.exists("newdir"))
+        assertVZError(.sourceIO, ["\(root)/missing"]) { try Directory.openSourceFolder("\(root)/missing") }
+    }
+
+    /// A folder below, by a relative path: each component opened beneath, none a symlink.
+    func testSubdirectoryAtPath() throws {
+        try FileManager.default.createDirectory(atPath: "\(root)/sub/deeper", withIntermediateDirectories: false)
+        let dir = try Directory.openSourceFolder(root)
+        XCTAssertEqual(try dir.subdirectory(atPath: "sub/deeper").path, "\(root)/sub/deeper")
+        XCTAssertEqual(try dir.subdirectory(atPath: "sub").open("file", flags: O_RDONLY).size(), 7)
+        for path in ["", "/sub", "sub/..", "../root/sub", "out", "etc/ssh", "sub/missing"] {
+            assertVZError(.sourceIO, [], "'\(path)'") { try dir.subdirectory(atPath: path) }
+        }
+    }
 }
