@@ -62,7 +62,8 @@ public struct VMDKDescriptor: Equatable, Sendable {
         return text.hasPrefix("# disk descriptorfile") || text.contains("createtype=") || text.contains("createtype =")
     }
 
-    /// Parses a descriptor; NUL padding (qemu's, and an embedded region's) is ignored.
+    /// Parses a descriptor; it ends at the first NUL (qemu's padding and leftovers, an embedded
+    /// region's padding).
     public static func parse(_ bytes: some Collection<UInt8>, fileName: String) throws -> VMDKDescriptor {
         func fail(_ field: String, _ why: String) -> VZError {
             VZError(.sourceIO, "\(fileName): descriptor field '\(field)': \(why)")
@@ -71,12 +72,10 @@ public struct VMDKDescriptor: Equatable, Sendable {
             throw VZError(.sourceIO, "\(fileName): descriptor of \(bytes.count) bytes is larger than \(maxBytes): not a VMDK descriptor")
         }
         var raw = Array(bytes)
-        if let firstNul = raw.firstIndex(of: 0) {
-            guard raw[firstNul...].allSatisfy({ $0 == 0 }) else {
-                throw VZError(.sourceIO, "\(fileName): descriptor has a NUL byte at offset \(firstNul) followed by more text: not a text descriptor")
-            }
-            raw.removeSubrange(firstNul...)
-        }
+        // The text ends at the first NUL, as for qemu and VMware. What follows is padding, or
+        // stale text: qemu rewrites the CID in place with "%x" (no leading zeros) and writes the
+        // whole buffer back, so a shorter CID leaves the old descriptor's last bytes behind it.
+        if let firstNul = raw.firstIndex(of: 0) { raw.removeSubrange(firstNul...) }
         if raw.starts(with: [0xEF, 0xBB, 0xBF]) { raw.removeFirst(3) }  // a UTF-8 byte order mark
         let isASCII = raw.allSatisfy { $0 < 0x80 }
         guard let text = String(validating: raw, as: UTF8.self) else {

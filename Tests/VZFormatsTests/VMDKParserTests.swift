@@ -78,6 +78,21 @@ final class VMDKDescriptorParserTests: XCTestCase {
         XCTAssertEqual(try VMDKDescriptor.parse(crlf, fileName: "d.vmdk"), lf)
     }
 
+    /// qemu rewrites the CID in place with "%x" and writes its whole descriptor buffer back: a CID
+    /// with a leading zero digit makes the text one byte shorter and leaves the old text's last
+    /// byte after the NUL (seen on a qemu-io write to a chain link). That is still the descriptor.
+    func testVMDK_StaleBytesAfterTheNULAreNotRead() throws {
+        let old = Array(qemu.utf8)
+        guard let cidLine = qemu.split(separator: "\n").first(where: { $0.hasPrefix("CID=") }) else { return XCTFail("no CID line") }
+        let rewritten = Array(qemu.replacingOccurrences(of: String(cidLine), with: "CID=abc123").utf8)
+        XCTAssertEqual(rewritten.count, old.count - (cidLine.count - 10))
+        XCTAssertLessThan(rewritten.count, old.count)
+        let onDisk = rewritten + [0] + old[(rewritten.count + 1)...] + [UInt8](repeating: 0, count: 512)
+        let d = try VMDKDescriptor.parse(onDisk, fileName: "mid.vmdk")
+        XCTAssertEqual(d.cid, 0x00ab_c123)
+        XCTAssertEqual(d.extents, try VMDKDescriptor.parse(old, fileName: "mid.vmdk").extents)
+    }
+
     /// Split at every offset: every prefix either parses or is a VZError naming the file; never a crash.
     func testVMDK_EveryPrefixParsesOrFailsCleanly() {
         let bytes = Array(qemu.utf8)
@@ -108,7 +123,8 @@ final class VMDKDescriptorParserTests: XCTestCase {
         assertSourceError(["field 'fileName' is not quoted"]) { try parse(head + "RW 8 FLAT x 0\n") }
         assertSourceError(["no closing quote"]) { try parse(head + "RW 8 FLAT \"x 0\n") }
         assertSourceError(["field 'extents'", "no extent line"]) { try parse(head) }
-        assertSourceError(["NUL byte at offset"]) { try VMDKDescriptor.parse(Array(head.utf8) + [0] + Array("RW 1 ZERO\n".utf8), fileName: "bad.vmdk") }
+        // The text ends at the first NUL: an extent line after it is not read.
+        assertSourceError(["field 'extents'", "no extent line"]) { try VMDKDescriptor.parse(Array(head.utf8) + [0] + Array("RW 1 ZERO\n".utf8), fileName: "bad.vmdk") }
         assertSourceError(["larger than"]) { try VMDKDescriptor.parse([UInt8](repeating: 0x23, count: VMDKDescriptor.maxBytes + 1), fileName: "bad.vmdk") }
         // Absurd extent counts stop at the limit, before the whole text is held as extents.
         let many = head + String(repeating: "RW 1 ZERO\n", count: VMDKDescriptor.maxExtents + 1)
