@@ -22,7 +22,7 @@ for i in $(seq 1 400); do echo "2026-11-25 03:12:$((i % 60)) web01 GET /index.ht
 seq 1 200000 > "$DEMO/content/numbers.txt"
 mkfs.ext4 -q -F -L demo -d "$DEMO/content" "$DEMO/disk0.raw" 256M
 
-TARGET_CMD=("$BIN/vzrepl-target" serve --stdio --root "$DEMO/root" --log-file "$DEMO/logs/vzrepl-target.log")
+TARGET_CMD=("$BIN/vzrepl-target" serve --stdio --root "$DEMO/root" --log-dir "$DEMO/logs")
 if [ "$TRANSPORT" = ssh ]; then
   say "starting a private sshd on 127.0.0.1 with the appliance's configuration"
   # shellcheck source=Scripts/ssh-fixture.sh
@@ -40,7 +40,7 @@ cat > "$DEMO/job.json" <<JSON
 JSON
 
 run_pass() {
-  "$BIN/vzrepl-source" replicate --job "$DEMO/job.json" --log-file "$DEMO/logs/vzrepl-source.log" \
+  "$BIN/vzrepl-source" replicate --job "$DEMO/job.json" --log-dir "$DEMO/logs" \
     >"$DEMO/$1.events" 2>>"$DEMO/logs/stderr.log" || { echo "pass '$1' failed:"; cat "$DEMO/$1.events"; exit 1; }
 }
 field() { python3 -c 'import json,sys
@@ -73,7 +73,26 @@ for p in seed incremental; do
     "$(mib "$(field "$DEMO/$p.events" changedBytes)")" "$(mib "$(field "$DEMO/$p.events" zeroBytes)")" \
     "$(mib "$(field "$DEMO/$p.events" sentBytes)")" "$(field "$DEMO/$p.events" seconds)"
 done
+
+say "operations: a dry run (plan) after one more change, the target's status, one pass's story in both logs, a support bundle"
+head -c 2M /dev/urandom > "$DEMO/new2.bin"
+debugfs -w -R "write $DEMO/new2.bin new2.bin" "$DEMO/disk0.raw" >/dev/null 2>&1
+"$BIN/vzrepl-source" plan --job "$DEMO/job.json" --json --log-dir "$DEMO/logs" 2>>"$DEMO/logs/stderr.log" | python3 -c 'import json,sys
+for l in sys.stdin:
+    e = json.loads(l)
+    if e["event"] == "disk-plan":
+        print(f"plan {e[\"disk\"]}: would send {e[\"dataBlocks\"]} blocks ({e[\"sentBytes\"] / 1048576:.1f} MiB on the wire), {e[\"unchangedBytes\"] / 1048576:.1f} MiB unchanged; the target is not touched")'
 "$BIN/vzrepl-target" status --root "$DEMO/root"
+PASS=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "pass-started": print(e["passId"])' "$DEMO/incremental.events")
+echo "grep pass=$PASS (the incremental pass, both agents):"
+grep -h "pass=$PASS" "$DEMO/logs/vzrepl-source.log" "$DEMO/logs/vzrepl-target.log" | sort | cut -c1-160 | head -n 8
+echo "  ... $(grep -c "pass=$PASS" "$DEMO/logs/vzrepl-source.log") source and $(grep -c "pass=$PASS" "$DEMO/logs/vzrepl-target.log") target lines"
+"$BIN/vzrepl-target" diagnose --root "$DEMO/root" --log-dir "$DEMO/logs" --output "$DEMO/target-bundle.tar.gz" >/dev/null 2>>"$DEMO/logs/stderr.log"
+echo "vzrepl-target diagnose: $DEMO/target-bundle.tar.gz holds"
+tar tzf "$DEMO/target-bundle.tar.gz" | head -n 8 | sed 's/^/  /'
 
 # A job file for DISK_SOURCE under job name $1, with extra top-level fields $2 (JSON, may be empty).
 write_job() {
@@ -83,7 +102,7 @@ write_job() {
 JSON
 }
 run_job() {
-  "$BIN/vzrepl-source" replicate --job "$DEMO/job-$1.json" --log-file "$DEMO/logs/vzrepl-source.log" \
+  "$BIN/vzrepl-source" replicate --job "$DEMO/job-$1.json" --log-dir "$DEMO/logs" \
     >"$DEMO/$1.events" 2>>"$DEMO/logs/stderr.log" || { echo "pass of job '$1' failed:"; cat "$DEMO/$1.events"; exit 1; }
 }
 
