@@ -180,6 +180,15 @@ final class OperationsTests: XCTestCase {
         XCTAssertFalse(mapSteps.isEmpty, "no map progress while the target rebuilt its map: \(r2.stdout)")
         XCTAssertEqual(Self.number(mapSteps.last?["stepBytesTotal"]), Double(8 << 20))
         try assertSpacedAtLeastASecond(r2.events("disk-progress"))
+        // And they keep coming all through the rebuild (about once a second), not once at its end.
+        XCTAssertGreaterThanOrEqual(mapSteps.count, 3, "\(mapSteps)")
+        XCTAssertGreaterThan(Self.number(mapSteps.last?["stepBytesDone"]), Self.number(mapSteps.first?["stepBytesDone"]), "\(mapSteps)")
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let times = mapSteps.compactMap { ($0["time"] as? String).flatMap(f.date(from:)) }
+        for (a, b) in zip(times, times.dropFirst()) {
+            XCTAssertLessThanOrEqual(b.timeIntervalSince(a), 3, "a silence of \(b.timeIntervalSince(a)) s while the target rebuilt its map")
+        }
     }
 
     /// Another holder of the disk's lock (flock(1) on DISK.vzlock) for ~3 s: the target waits
