@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: seed a real (small) ext4 disk to a local target, change files in it, replicate the
 # change incrementally, verify the replica three independent ways, and print a summary; then
+# show the operations side (plan, status, one pass id through both logs, a support bundle); then
 # replicate a VMDK chain (checked against qemu-img) and the disk with Active Block Mapping.
 # Goes through a private OpenSSH server on 127.0.0.1 when the SSH transport is available
 # (DEMO_TRANSPORT=ssh|exec; default ssh when /usr/sbin/sshd exists).
@@ -22,6 +23,8 @@ for i in $(seq 1 400); do echo "2026-11-25 03:12:$((i % 60)) web01 GET /index.ht
 seq 1 200000 > "$DEMO/content/numbers.txt"
 mkfs.ext4 -q -F -L demo -d "$DEMO/content" "$DEMO/disk0.raw" 256M
 
+# --log-file, not --log-dir: the appliance's forced command (ssh) adds --log-dir /var/log/vzrepl
+# after it, and a log file named outright wins over any log directory.
 TARGET_CMD=("$BIN/vzrepl-target" serve --stdio --root "$DEMO/root" --log-file "$DEMO/logs/vzrepl-target.log")
 if [ "$TRANSPORT" = ssh ]; then
   say "starting a private sshd on 127.0.0.1 with the appliance's configuration"
@@ -40,7 +43,7 @@ cat > "$DEMO/job.json" <<JSON
 JSON
 
 run_pass() {
-  "$BIN/vzrepl-source" replicate --job "$DEMO/job.json" --log-file "$DEMO/logs/vzrepl-source.log" \
+  "$BIN/vzrepl-source" replicate --job "$DEMO/job.json" --log-dir "$DEMO/logs" \
     >"$DEMO/$1.events" 2>>"$DEMO/logs/stderr.log" || { echo "pass '$1' failed:"; cat "$DEMO/$1.events"; exit 1; }
 }
 field() { python3 -c 'import json,sys
@@ -73,7 +76,33 @@ for p in seed incremental; do
     "$(mib "$(field "$DEMO/$p.events" changedBytes)")" "$(mib "$(field "$DEMO/$p.events" zeroBytes)")" \
     "$(mib "$(field "$DEMO/$p.events" sentBytes)")" "$(field "$DEMO/$p.events" seconds)"
 done
+
+say "operations: a dry run (plan) after one more change, the target's status, one pass's story in both logs, a support bundle"
+head -c 2M /dev/urandom > "$DEMO/new2.bin"
+debugfs -w -R "write $DEMO/new2.bin new2.bin" "$DEMO/disk0.raw" >/dev/null 2>&1
+"$BIN/vzrepl-source" plan --job "$DEMO/job.json" --json --log-dir "$DEMO/logs" 2>>"$DEMO/logs/stderr.log" | python3 -c 'import json,sys
+for l in sys.stdin:
+    e = json.loads(l)
+    if e["event"] == "disk-plan":
+        print("plan %s: would send %d blocks (%.1f MiB on the wire), %.1f MiB unchanged; the target is not touched"
+              % (e["disk"], e["dataBlocks"], e["sentBytes"] / 1048576, e["unchangedBytes"] / 1048576))'
 "$BIN/vzrepl-target" status --root "$DEMO/root"
+PASS=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "pass-started": print(e["passId"])' "$DEMO/incremental.events")
+echo "grep pass=$PASS (the incremental pass in both agents' logs; time, level, subsystem, message):"
+show_log() { grep -h "pass=$PASS" "$DEMO/logs/vzrepl-$1.log" | grep -v 'msg="target stderr' | python3 -c 'import re,sys
+for l in sys.stdin:
+    f = dict(re.findall(r"(\w[\w.]*)=(\"(?:[^\"\\]|\\.)*\"|\S*)", l))
+    print("  %-7s %s %-7s %-16s %s" % (sys.argv[1], f["ts"][11:23], f["level"], f["subsystem"], f["msg"].strip("\"")[:80]))' "$1"; }
+{ show_log source; show_log target; } | sort -k2,2 > "$DEMO/pass-story.txt"
+head -n 12 "$DEMO/pass-story.txt"
+echo "  ... $(grep -c "pass=$PASS" "$DEMO/logs/vzrepl-source.log") source and $(grep -c "pass=$PASS" "$DEMO/logs/vzrepl-target.log") target lines"
+"$BIN/vzrepl-target" diagnose --root "$DEMO/root" --log-dir "$DEMO/logs" --output "$DEMO/target-bundle.tar.gz" >/dev/null 2>>"$DEMO/logs/stderr.log"
+echo "vzrepl-target diagnose: $DEMO/target-bundle.tar.gz holds"
+tar tzf "$DEMO/target-bundle.tar.gz" > "$DEMO/target-bundle.txt"
+head -n 8 "$DEMO/target-bundle.txt" | sed 's/^/  /'; echo "  ... $(wc -l < "$DEMO/target-bundle.txt") entries"
 
 # A job file for DISK_SOURCE under job name $1, with extra top-level fields $2 (JSON, may be empty).
 write_job() {
@@ -83,7 +112,7 @@ write_job() {
 JSON
 }
 run_job() {
-  "$BIN/vzrepl-source" replicate --job "$DEMO/job-$1.json" --log-file "$DEMO/logs/vzrepl-source.log" \
+  "$BIN/vzrepl-source" replicate --job "$DEMO/job-$1.json" --log-dir "$DEMO/logs" \
     >"$DEMO/$1.events" 2>>"$DEMO/logs/stderr.log" || { echo "pass of job '$1' failed:"; cat "$DEMO/$1.events"; exit 1; }
 }
 

@@ -3,7 +3,8 @@ import Glibc
 import Logging
 import VZCore
 
-/// One logfmt line per event, to stderr and to the agent's log file, for a field engineer reading
+/// One logfmt line per event, to stderr (below warning: not while a live progress display is on
+/// the terminal, `Console`) and to the agent's log file, for a field engineer reading
 /// it at night (Docs/operations.md, "Reading the logs"):
 ///
 ///     ts=2026-11-25T03:12:44.123Z level=info subsystem=vzrepl.source msg="disk committed" job=web01 disk=disk0 pass=3f2a… generation=7
@@ -50,7 +51,8 @@ public struct LineLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { $1 } }
-        sink.write(LineLogHandler.line(level: event.level, label: label, message: "\(event.message)", metadata: all) + "\n")
+        sink.write(LineLogHandler.line(level: event.level, label: label, message: "\(event.message)", metadata: all) + "\n",
+                   important: event.level >= .warning)
     }
 
     /// The line (without its newline) for one event.

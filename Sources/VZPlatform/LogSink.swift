@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
 
-/// Where an agent's log lines go: stderr, and the log file when one could be opened. The file is
+/// Where an agent's log lines go: stderr (through `Console`, which keeps them out of a live
+/// progress display), and the log file when one could be opened. The file is
 /// appended to by every agent process at once (several `serve` sessions share
 /// vzrepl-target.log), each line in one `write`, and kept under a size cap by the agents
 /// themselves: a line that would take the file past `maxBytes` first renames it to `FILE.1`
@@ -44,11 +45,12 @@ public final class LogSink: @unchecked Sendable {
         return fd >= 0
     }
 
-    func write(_ line: String) {
+    /// `important`: a warning or worse, shown on the terminal even above a live progress display.
+    func write(_ line: String, important: Bool = true) {
         lock.lock()
         defer { lock.unlock() }
         var bytes = Array(line.utf8)
-        if toStderr { writeAll(2, &bytes) }
+        if toStderr { Console.shared.log(line, important: important, inFile: fd >= 0) }
         guard fd >= 0, let p = filePath else { return }
         var mine = stat(), atPath = stat()
         if fstat(fd, &mine) != 0 || lstat(p, &atPath) != 0 || mine.st_ino != atPath.st_ino || mine.st_dev != atPath.st_dev {

@@ -1,16 +1,18 @@
 import Foundation
 import Glibc
+import VZPlatform
 
 /// What `replicate` (and `plan`) show a person at a terminal instead of JSON lines: one live line
 /// per disk on stderr — phase, done/total, rate, time left — redrawn as events come, and a
 /// summary at the end. Fed every event by the `EventEmitter` (under its lock, so one writer).
+/// Drawn through `Console`, which keeps the agents' log lines out of the live lines (only
+/// warnings and errors are shown, above them) until the pass has finished.
 public final class ProgressDisplay {
-    private let output: UnsafeMutablePointer<FILE>
+    private let console: Console
     private var order: [String] = []
     private var lines: [String: String] = [:]
-    private var drawn = 0
 
-    public init(output: UnsafeMutablePointer<FILE> = stderr) { self.output = output }
+    public init(console: Console = .shared) { self.console = console }
 
     func show(_ event: String, _ f: [String: Any]) {
         let disk = f["disk"] as? String
@@ -38,7 +40,7 @@ public final class ProgressDisplay {
             if let d = disk { set(d, "\(d): \(text)") } else { print("error: \(text)") }
         case "pass-finished", "plan-finished":
             redraw()
-            drawn = 0
+            console.endLive()
             let ok = f["ok"] as? Bool ?? false
             let what = event == "plan-finished" ? "plan" : "pass"
             let committed = event == "plan-finished" ? "" : ", \(f["disksCommitted"] ?? 0) disk(s) committed"
@@ -56,22 +58,10 @@ public final class ProgressDisplay {
     }
 
     /// A message above the disk lines.
-    private func print(_ text: String) {
-        var s = drawn > 0 ? "\u{1B}[\(drawn)A\u{1B}[J" : ""
-        s += "\r\u{1B}[2K" + text + "\n"
-        drawn = 0
-        fputs(s, output)
-        fflush(output)
-    }
+    private func print(_ text: String) { console.message(text) }
 
-    /// Moves back over the lines drawn last and draws every disk's line again.
-    private func redraw() {
-        var s = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
-        for d in order { s += "\r\u{1B}[2K" + String((lines[d] ?? d).prefix(200)) + "\n" }
-        drawn = order.count
-        fputs(s, output)
-        fflush(output)
-    }
+    /// Draws every disk's line again, in place of the ones drawn last.
+    private func redraw() { console.showLive(order.map { String((lines[$0] ?? $0).prefix(200)) }) }
 
     /// "disk0: scan 1.2 GiB / 10.0 GiB (12.0%) 85.3 MiB/s ETA 1m45s".
     static func progressLine(_ f: [String: Any]) -> String {

@@ -169,7 +169,8 @@ public final class ChildProcessTransport: ByteStream {
     }
 }
 
-/// Reads a child's stderr on a thread of its own, writes it through to our stderr as it comes,
+/// Reads a child's stderr on a thread of its own, writes it through to our stderr line by line
+/// as it comes (through `Console`, so a live progress display stays whole),
 /// and keeps its last non-empty line (at most 2 KiB) for error messages.
 final class StderrTail: @unchecked Sendable {
     private let lock = NSLock()
@@ -216,6 +217,8 @@ final class StderrTail: @unchecked Sendable {
             ended.signal()
         }
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var pending: [UInt8] = []
+        defer { if !pending.isEmpty { Console.shared.relay(String(decoding: pending, as: UTF8.self) + "\n") } }
         while true {
             lock.lock()
             let stopping = stop
@@ -226,15 +229,20 @@ final class StderrTail: @unchecked Sendable {
             if r <= 0 { continue }
             let (n, _) = Syscall.retrying { buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
             if n <= 0 { return }
-            buffer.withUnsafeBytes { raw in
-                var done = 0
-                while done < n {
-                    let w = Glibc.write(2, raw.baseAddress! + done, n - done)
-                    if w <= 0 { if errno == EINTR { continue }; break }
-                    done += w
-                }
-            }
+            relay(buffer[0..<n], into: &pending)
             record(buffer[0..<n])
+        }
+    }
+
+    /// Whole lines to our stderr; a line longer than 64 KiB goes in pieces rather than growing.
+    private func relay(_ bytes: ArraySlice<UInt8>, into pending: inout [UInt8]) {
+        for b in bytes {
+            pending.append(b)
+            if b == 0x0A || pending.count >= 65536 {
+                if b != 0x0A { pending.append(0x0A) }
+                Console.shared.relay(String(decoding: pending, as: UTF8.self))
+                pending.removeAll(keepingCapacity: true)
+            }
         }
     }
 

@@ -44,6 +44,27 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
     }
 
+    /// The slowest limit the job file allows (64 KiB/s) and 1 MiB blocks: one block frame takes
+    /// 16 s on the wire, while both sides' idle timeouts are 2 s. Pacing the frame in small
+    /// pieces keeps bytes flowing, and the throttle delays no heartbeat past a peer's idle
+    /// timeout: the pass completes.
+    func testAThrottledPassOutlivesShortIdleTimeouts() throws {
+        let src = try randomDisk("d", size: 1 << 20, seed: 12)
+        var job = try h.writeJob(disks: [("disk0", src)], blockSize: 1 << 20, extraTargetArgs: ["--idle-timeout", "2"],
+                                 extra: ["bandwidthLimit": 65536])
+        var obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: job))) as? [String: Any])
+        var target = try XCTUnwrap(obj["target"] as? [String: Any])
+        target["idleTimeoutSeconds"] = 2
+        obj["target"] = target
+        job = h.dir + "/job-short-idle.json"
+        try JSONSerialization.data(withJSONObject: obj).write(to: URL(fileURLWithPath: job))
+        let r = try h.replicate(job, timeout: 90)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let f = try XCTUnwrap(r.finished(), r.stdout)
+        XCTAssertGreaterThan(Self.number(f["seconds"]), 12, "the limit was not honoured: \(f)")
+        XCTAssertTrue(try AgentHarness.filesEqual(src, h.root + "/vm1/disk0-flat.vmdk"))
+    }
+
     // MARK: parallel disks
 
     /// Two disks side by side; the second's source fails mid-read (EIO injected with strace on its
@@ -159,6 +180,15 @@ final class OperationsTests: XCTestCase {
         XCTAssertFalse(mapSteps.isEmpty, "no map progress while the target rebuilt its map: \(r2.stdout)")
         XCTAssertEqual(Self.number(mapSteps.last?["stepBytesTotal"]), Double(8 << 20))
         try assertSpacedAtLeastASecond(r2.events("disk-progress"))
+        // And they keep coming all through the rebuild (about once a second), not once at its end.
+        XCTAssertGreaterThanOrEqual(mapSteps.count, 3, "\(mapSteps)")
+        XCTAssertGreaterThan(Self.number(mapSteps.last?["stepBytesDone"]), Self.number(mapSteps.first?["stepBytesDone"]), "\(mapSteps)")
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let times = mapSteps.compactMap { ($0["time"] as? String).flatMap(f.date(from:)) }
+        for (a, b) in zip(times, times.dropFirst()) {
+            XCTAssertLessThanOrEqual(b.timeIntervalSince(a), 3, "a silence of \(b.timeIntervalSince(a)) s while the target rebuilt its map")
+        }
     }
 
     /// Another holder of the disk's lock (flock(1) on DISK.vzlock) for ~3 s: the target waits
@@ -233,6 +263,58 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(json.status, 0, json.stdout + stderr2)
         XCTAssertTrue(json.stdout.contains("\"event\":\"pass-finished\""), json.stdout)
         XCTAssertFalse(stderr2.contains("pass finished"), stderr2)
+    }
+
+    /// A person at a terminal, both agents logging at info, the target's stderr relayed (exec),
+    /// and one of two disks failing mid-pass (EIO injected with strace): while the live lines are
+    /// shown, no log line lands inside one of them and the info lines stay in the log files, but
+    /// the source's error line about the failing disk is printed on the terminal, above them.
+    func testLogLinesDoNotBreakUpTheLiveProgressLines() throws {
+        let good = try randomDisk("good", size: 6 << 20, seed: 55)
+        let bad = try randomDisk("bad", size: 6 << 20, seed: 56)
+        let job = try h.writeJob(disks: [("good", good), ("bad", bad)], extra: ["parallelDisks": 2])
+        let script = """
+        import os, pty, subprocess, sys
+        master, slave = pty.openpty()
+        err = open(sys.argv[1], "wb")
+        p = subprocess.Popen(sys.argv[2:], stdout=slave, stderr=err, stdin=subprocess.DEVNULL, env=dict(os.environ, VZREPL_FAULT="delay-read:40"))
+        os.close(slave)
+        while True:
+            try:
+                if not os.read(master, 65536):
+                    break
+            except OSError:
+                break
+        sys.exit(p.wait())
+        """
+        let errPath = h.dir + "/stderr.txt"
+        let strace = ["/usr/bin/strace", "-f", "-o", "/dev/null", "-P", bad, "-e", "trace=pread64",
+                      "-e", "inject=pread64:error=EIO:when=20+"]
+        let r = try AgentHarness.run(["/usr/bin/python3", "-c", script, errPath] + strace
+                                     + [AgentHarness.source, "replicate", "--job", job, "--log-file", h.dir + "/source.log"], timeout: 120)
+        let terminal = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        XCTAssertEqual(r.status, 3, terminal)
+        let escape = try NSRegularExpression(pattern: "\u{1B}\\[[0-9]*[A-Za-z]|\r")
+        let lines = terminal.split(separator: "\n").map { l -> String in
+            let s = String(l)
+            return escape.stringByReplacingMatches(in: s, range: NSRange(s.startIndex..., in: s), withTemplate: "")
+        }
+        let firstLive = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("good: ") || $0.hasPrefix("bad: ") }, terminal)
+        let end = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("pass failed") }, terminal)
+        for line in lines {
+            if line.contains("ts=") { XCTAssertTrue(line.hasPrefix("ts="), "a log line inside another line: \(line)") }
+            if line.hasPrefix("good: ") || line.hasPrefix("bad: ") { XCTAssertFalse(line.contains("level="), line) }
+        }
+        let during = lines[firstLive..<end]
+        XCTAssertFalse(during.contains { $0.contains("level=info") }, "info lines on the terminal during the pass: \(terminal)")
+        XCTAssertTrue(during.contains { $0.hasPrefix("ts=") && $0.contains("level=error") && $0.contains("disk=bad") && $0.contains("kind=sourceIO") },
+                      "the failing disk's error is not on the terminal: \(terminal)")
+        XCTAssertTrue(lines.contains("good: committed generation 1") || lines.contains { $0.hasPrefix("good: committed generation 1") }, terminal)
+        // The quiet lines are in the logs all the same: both agents', of this pass.
+        let sourceLog = try String(contentsOfFile: h.dir + "/source.log", encoding: .utf8)
+        let targetLog = try String(contentsOfFile: h.dir + "/target.log", encoding: .utf8)
+        XCTAssertTrue(sourceLog.contains("level=info") && sourceLog.contains("level=error"), sourceLog)
+        XCTAssertTrue(targetLog.contains("level=info"), targetLog)
     }
 
     // MARK: plan
