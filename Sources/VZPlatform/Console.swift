@@ -57,7 +57,7 @@ public final class Console: @unchecked Sendable {
         log(line, important: Console.isImportant(relayed: line), inFile: true)
     }
 
-    static func isImportant(relayed line: String) -> Bool {
+    public static func isImportant(relayed line: String) -> Bool {
         guard let r = line.range(of: "level=") , line.hasPrefix("ts=") else { return true }
         let level = line[r.upperBound...].prefix { $0 != " " && $0 != "\n" }
         return !["trace", "debug", "info", "notice"].contains(String(level))

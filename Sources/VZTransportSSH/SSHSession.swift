@@ -286,7 +286,13 @@ final class SSHSession: @unchecked Sendable {
             for byte in UnsafeRawBufferPointer(rebasing: stderrBuffer[0..<rc]) {
                 if byte == 0x0A || stderrLine.count >= 2048 {
                     let line = String(decoding: stderrLine, as: UTF8.self)
-                    logger.notice("target stderr: \(line)")
+                    // The target's warnings and errors (and anything that is not a log line) stay
+                    // visible on a terminal above the progress lines; the rest is in the source log.
+                    if Console.isImportant(relayed: line) {
+                        logger.warning("target stderr: \(line)")
+                    } else {
+                        logger.notice("target stderr: \(line)")
+                    }
                     let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
                     if !trimmed.isEmpty { lastCompleteStderrLine = trimmed }
                     stderrLine.removeAll(keepingCapacity: true)
