@@ -38,36 +38,26 @@ public final class OrderedPipeline<Input, Output> {
     /// items are in flight); `consume` is called on the calling thread, in order.
     public func run(produce: @escaping (_ submit: (Input) throws -> Void) throws -> Void,
                     consume: (Output) throws -> Void, interruptProducer: (() -> Void)? = nil) throws {
-        let group = DispatchGroup()
-        let producer = Thread { [self] in
-            defer { group.leave() }
+        var threads = [JoinableThread(stackSize: 8 << 20) { [self] in
             do {
                 try produce { item in try self.submit(item) }
                 cond.lock(); producedAll = true; cond.broadcast(); cond.unlock()
             } catch {
                 cond.lock(); producerError = error; producedAll = true; cond.broadcast(); cond.unlock()
             }
-        }
-        group.enter()
-        producer.start()
+        }]
         for _ in 0..<workers {
-            group.enter()
-            let t = Thread { [self] in
-                defer { group.leave() }
-                workerLoop()
-            }
-            t.stackSize = 1 << 20
-            t.start()
+            threads.append(JoinableThread(stackSize: 1 << 20) { [self] in workerLoop() })
         }
         defer {
-            // Stop the threads on any exit path, then wait for them: none may outlive `run`.
+            // Stop the threads on any exit path, then join them: none may outlive `run`.
             cond.lock()
             if failure == nil && !(producedAll && inFlight == 0) { failure = CancellationError() }
             let producerRunning = !producedAll
             cond.broadcast()
             cond.unlock()
             if producerRunning { interruptProducer?() }
-            group.wait()
+            for t in threads { t.join() }
         }
         var next = 0
         while true {

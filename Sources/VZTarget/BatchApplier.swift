@@ -30,7 +30,7 @@ final class BatchApplier {
     private var pending: [DecodedChange]?
     private var writerError: Error?
     private var finished = false
-    private let done = DispatchGroup()
+    private var writer: JoinableThread?
     /// Test-only: called on the writer thread before it writes batch number N (0-based), so the
     /// power-loss tests can force both orders of the overlap (writer ahead, writer behind).
     var beforeWritingBatch: ((Int) -> Void)?
@@ -39,9 +39,8 @@ final class BatchApplier {
         self.replica = replica
         self.journal = journal
         self.spaceCheck = spaceCheck
-        done.enter()
-        let t = Thread { [self] in writerLoop(); done.leave() }
-        t.start()
+        // Joined in `finish`: the writer never outlives the pass.
+        writer = JoinableThread(stackSize: 8 << 20) { [self] in writerLoop() }
     }
 
     /// Protects `batch` (one journal fsync), then hands it to the writer once the previous batch
@@ -65,7 +64,7 @@ final class BatchApplier {
         finished = true
         cond.broadcast()
         cond.unlock()
-        done.wait()
+        writer?.join()
         if let e = writerError { throw e }
     }
 
