@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 /* One cached keystream per counter-mode context; a session has two (one each way). */
@@ -50,11 +51,14 @@ static inline void ensure_resolved(void) {
     if (__builtin_expect(!atomic_load_explicit(&is_resolved, memory_order_acquire), 0)) pthread_once(&resolved, resolve);
 }
 
-/* Drops ctx's keystream: it is being freed or given a new key. */
+/* Drops ctx's keystream: it is being freed or given a new key. The cached bytes are key-derived
+ * (XORed with a ciphertext they give the plaintext), so they are wiped before the memory goes
+ * back to the allocator; 64 KiB once per context, not per packet. */
 static void forget(const EVP_CIPHER_CTX *ctx) {
     pthread_mutex_lock(&table_lock);
     for (int i = 0; i < SLOTS; i++) {
         if (table[i] && table[i]->ctx == ctx) {
+            OPENSSL_cleanse(table[i], sizeof *table[i]);
             free(table[i]);
             table[i] = NULL;
             atomic_fetch_add(&epoch, 1);

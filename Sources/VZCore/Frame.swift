@@ -27,20 +27,56 @@ public struct Frame: Equatable, Sendable {
 /// Splits a byte stream into frames. A state machine fed with bytes: `append` what arrived, then
 /// call `nextFrame()` until it returns nil (more bytes needed). Never allocates more than
 /// `maxPayload` for one frame, whatever a header claims.
+///
+/// A large frame (a block) whose header has arrived but whose payload has not gets its payload
+/// array at once; a reader can then read the rest straight into it (`fillPending`) rather than
+/// into a buffer that is copied twice (into the decoder, then out into the frame).
 public struct FrameDecoder {
     private var buffer: [UInt8] = []
     private var start = 0
+    /// The payload of a large frame being received: its type, the array, and how much is filled.
+    private var pending: (type: UInt8, payload: [UInt8], filled: Int)?
     public var maxPayload: Int
     /// Frames decoded so far, for error messages ("frame #12").
     public private(set) var framesDecoded = 0
+    /// Payloads at least this large are received in place.
+    public static let directPayload = 64 * 1024
 
     public init(maxPayload: Int = Frame.maxPayload) {
         self.maxPayload = min(maxPayload, Frame.maxPayload)
     }
 
-    public var bufferedBytes: Int { buffer.count - start }
+    /// Bytes received and not yet returned as a frame.
+    public var bufferedBytes: Int { buffer.count - start + (pending.map { Frame.headerSize + $0.filled } ?? 0) }
+
+    /// Bytes still missing from a large frame's payload that `fillPending` can take; 0 when no
+    /// such frame is in progress (then `append`).
+    public var pendingSpace: Int { pending.map { $0.payload.count - $0.filled } ?? 0 }
+
+    /// Lets `body` write up to `pendingSpace` bytes (> 0) of the pending payload in place; `body`
+    /// returns how many it wrote (nil: none, passed through). Only bytes of this frame fit, so
+    /// the stream stays in step.
+    public mutating func fillPending(_ body: (UnsafeMutableRawBufferPointer) throws -> Int?) rethrows -> Int? {
+        guard var p = pending, p.filled < p.payload.count else { preconditionFailure("fillPending without pendingSpace") }
+        pending = nil  // keeps the array uniquely referenced while body writes into it
+        defer { pending = p }
+        let filled = p.filled
+        let n = try p.payload.withUnsafeMutableBytes { try body(UnsafeMutableRawBufferPointer(rebasing: $0[filled...])) }
+        if let n { precondition(n >= 0 && n <= p.payload.count - filled, "fillPending: body wrote \(n) bytes"); p.filled += n }
+        return n
+    }
 
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        var bytes = bytes
+        if pending != nil, pendingSpace > 0, !bytes.isEmpty {
+            let n = min(pendingSpace, bytes.count)
+            _ = fillPending { room in
+                room.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n]))
+                return n
+            }
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[n...])
+        }
+        guard !bytes.isEmpty else { return }
         if start > 0 && start >= buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
@@ -51,6 +87,12 @@ public struct FrameDecoder {
     public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
     public mutating func nextFrame() throws -> Frame? {
+        if let p = pending {
+            guard p.filled == p.payload.count else { return nil }
+            pending = nil
+            framesDecoded += 1
+            return Frame(type: p.type, payload: p.payload)
+        }
         guard bufferedBytes >= Frame.headerSize else { return nil }
         var r = ByteReader(buffer[start..<start + Frame.headerSize], context: "frame #\(framesDecoded + 1) header",
                            errorKind: .corruptFrame)
@@ -65,8 +107,22 @@ public struct FrameDecoder {
         guard length <= maxPayload else {
             throw r.fail("length", "payload of \(length) bytes exceeds the limit of \(maxPayload)")
         }
-        guard bufferedBytes >= Frame.headerSize + length else { return nil }
         let p = start + Frame.headerSize
+        guard bufferedBytes >= Frame.headerSize + length else {
+            if length >= FrameDecoder.directPayload {
+                // Sized by the header, which was checked against maxPayload above. Not
+                // zero-filled: bytes past `filled` are never read before they are written.
+                let have = buffer.count - p
+                let payload = [UInt8](unsafeUninitializedCapacity: length) { out, initialized in
+                    buffer.withUnsafeBytes { UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[p...])) }
+                    initialized = length
+                }
+                pending = (type, payload, have)
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+            }
+            return nil
+        }
         let frame = Frame(type: type, payload: Array(buffer[p..<p + length]))
         start = p + length
         framesDecoded += 1

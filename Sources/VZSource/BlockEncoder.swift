@@ -42,49 +42,67 @@ struct BlockEncoder {
         if block.knownZero {
             return useMap && previous.kind == .zero ? .unchanged(extent, scanned: 0) : .zero(extent, scanned: 0)
         }
-        // Not zero-filled first: `BlockReader.read` writes every byte of the buffer.
-        var data = try [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
-            try reader.read(at: extent.offset, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<length])))
-            initialized = length
+        // The block is read straight into the payload place of a raw frame, so a block that goes
+        // raw is never copied. Not zero-filled first: `BlockReader.read` writes every byte.
+        let start = Frame.headerSize + BlockEncoder.fixedHeader
+        var rawFrame = try [UInt8](unsafeUninitializedCapacity: start + length) { buffer, initialized in
+            try reader.read(at: extent.offset, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[start..<start + length])))
+            initialized = start + length  // the header bytes are written below, before any use
         }
         for free in inactive.pieces(within: extent) {
-            let from = Int(free.offset - extent.offset)
-            data.withUnsafeMutableBytes { _ = memset($0.baseAddress! + from, 0, Int(free.length)) }
+            let from = start + Int(free.offset - extent.offset)
+            rawFrame.withUnsafeMutableBytes { _ = memset($0.baseAddress! + from, 0, Int(free.length)) }
         }
-        return data.withUnsafeBytes { raw -> BlockVerdict in
+        enum Outcome { case verdict(BlockVerdict), compressed(frame: [UInt8], payload: Int), raw(SHA256Digest) }
+        let outcome = rawFrame.withUnsafeBytes { all -> Outcome in
+            let raw = UnsafeRawBufferPointer(rebasing: all[start...])
             if whitespace && ZeroDetector.isZero(raw) {
-                return useMap && previous.kind == .zero ? .unchanged(extent, scanned: extent.length) : .zero(extent, scanned: extent.length)
+                return .verdict(useMap && previous.kind == .zero ? .unchanged(extent, scanned: extent.length) : .zero(extent, scanned: extent.length))
             }
             let hash = SHA256.digest(raw)
-            if useMap && previous.kind == .data && previous.hash == hash { return .unchanged(extent, scanned: extent.length) }
-            let (frame, payload) = frame(for: raw, extent: extent, hash: hash)
+            if useMap && previous.kind == .data && previous.hash == hash { return .verdict(.unchanged(extent, scanned: extent.length)) }
+            guard let (frame, payload) = compressedFrame(for: raw, extent: extent, hash: hash) else { return .raw(hash) }
+            return .compressed(frame: frame, payload: payload)
+        }
+        switch outcome {
+        case let .verdict(v):
+            return v
+        case let .compressed(frame, payload):
             return .data(frame: frame, extent: extent, payloadBytes: payload, scanned: extent.length)
+        case let .raw(hash):
+            rawFrame.withUnsafeMutableBytes { out in
+                writeHeader(into: UnsafeMutableRawBufferPointer(rebasing: out[0..<start]), extent: extent, encoding: .raw, payload: length, hash: hash)
+            }
+            return .data(frame: rawFrame, extent: extent, payloadBytes: length, scanned: extent.length)
         }
     }
 
-    /// The whole frame and its payload size. Built in one uninitialized buffer (header, then
-    /// the payload compressed straight into place), so nothing is zero-filled or moved.
-    private func frame(for raw: UnsafeRawBufferPointer, extent: Extent, hash: SHA256Digest) -> ([UInt8], Int) {
+    /// An lz4 frame for `raw`, or nil when the data does not compress: send it raw. Built in one uninitialized buffer
+    /// (header, then the payload compressed straight into place), so nothing is zero-filled or moved.
+    private func compressedFrame(for raw: UnsafeRawBufferPointer, extent: Extent, hash: SHA256Digest) -> ([UInt8], Int)? {
         let start = Frame.headerSize + BlockEncoder.fixedHeader
-        var payload = 0
         let capacity = start + LZ4.compressBound(raw.count)
+        var payload: Int?
         let frame = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            initialized = 0
             let out = UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<capacity]))
-            let encoding: Message.BlockData.Encoding
-            if let n = LZ4.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: out[start...])) {
-                payload = n; encoding = .lz4
-            } else {
-                payload = raw.count; encoding = .raw
-                UnsafeMutableRawBufferPointer(rebasing: out[start..<start + raw.count]).copyMemory(from: raw)
-            }
-            var w = ByteWriter(capacity: start)
-            w.raw(Frame.header(type: Message.MessageType.blockData.rawValue, length: BlockEncoder.fixedHeader + payload))
-            w.u64(extent.offset); w.u32(UInt32(raw.count)); w.u8(encoding.rawValue)
-            hash.append(to: &w)
-            w.bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[0..<start]).copyMemory(from: $0) }
-            initialized = start + payload
+            let body = UnsafeMutableRawBufferPointer(rebasing: out[start...])
+            guard let n = LZ4.compress(raw, into: body) else { return }
+            writeHeader(into: UnsafeMutableRawBufferPointer(rebasing: out[0..<start]), extent: extent, encoding: .lz4, payload: n, hash: hash)
+            payload = n
+            initialized = start + n
         }
-        return (frame, payload)
+        return payload.map { (frame, $0) }
+    }
+
+    private func writeHeader(into out: UnsafeMutableRawBufferPointer, extent: Extent, encoding: Message.BlockData.Encoding,
+                             payload: Int, hash: SHA256Digest) {
+        var w = ByteWriter(capacity: out.count)
+        w.raw(Frame.header(type: Message.MessageType.blockData.rawValue, length: BlockEncoder.fixedHeader + payload))
+        w.u64(extent.offset); w.u32(UInt32(extent.length)); w.u8(encoding.rawValue)
+        hash.append(to: &w)
+        precondition(w.bytes.count == out.count, "blockData header size")
+        w.bytes.withUnsafeBytes { out.copyMemory(from: $0) }
     }
 }
 

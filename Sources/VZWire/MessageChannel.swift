@@ -229,9 +229,15 @@ public final class MessageChannel {
                 deadline = .progress
             }
             if let t = timeout, t <= 0 { throw timeoutError(deadline) }
-            guard let n = try readBuffer.withUnsafeMutableBytes({ try stream.read(into: $0, timeout: timeout) }) else {
-                throw timeoutError(deadline)
+            // The rest of a block's payload is read straight into its frame (no copies).
+            let direct = decoder.pendingSpace > 0
+            let read: Int?
+            if direct {
+                read = try decoder.fillPending { try stream.read(into: $0, timeout: timeout) }
+            } else {
+                read = try readBuffer.withUnsafeMutableBytes { try stream.read(into: $0, timeout: timeout) }
             }
+            guard let n = read else { throw timeoutError(deadline) }
             if n == 0 {
                 if decoder.bufferedBytes > 0 {
                     throw VZError(.connectionLost, "\(peerName): connection closed in the middle of frame #\(decoder.framesDecoded + 1) (\(decoder.bufferedBytes) bytes of it received)")
@@ -241,7 +247,7 @@ public final class MessageChannel {
             lastReadAt = MessageChannel.now()
             if decoder.bufferedBytes == 0 { frameStartedAt = lastReadAt }
             bytesReceived += UInt64(n)
-            readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            if !direct { readBuffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
         }
     }
 

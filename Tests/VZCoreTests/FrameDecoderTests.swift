@@ -133,4 +133,43 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertEqual(Array(block[0..<8]), [0x56, 0x5A, 6, 0, 47, 0, 0, 0])
         XCTAssertEqual(block.count, 8 + 47)
     }
+
+    /// Large payloads are received in place (`fillPending`); mixed with `append` in random
+    /// chunkings the frames come out the same, and no byte of the next frame is taken.
+    func testLargeFramesFilledInPlace() throws {
+        var rng = SeededRNG(seed: 11)
+        let big1 = Frame(type: 6, payload: [UInt8].random(count: 300_000, using: &rng))
+        let big2 = Frame(type: 6, payload: [UInt8].random(count: FrameDecoder.directPayload, using: &rng))
+        let small = Frame(type: 10, payload: [1, 2, 3])
+        let frames = [small, big1, small, big2, big2, small]
+        let bytes = frames.flatMap { $0.encoded() }
+        for round in 0..<50 {
+            var d = FrameDecoder()
+            var out: [Frame] = []
+            var pos = 0
+            var direct = 0
+            while pos < bytes.count {
+                let want = Int.random(in: 1...100_000, using: &rng)
+                if d.pendingSpace > 0 {
+                    let n = try d.fillPending { room in
+                        let n = min(want, room.count, bytes.count - pos)
+                        bytes.withUnsafeBytes { room.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[pos..<pos + n])) }
+                        return n
+                    }
+                    pos += n ?? 0
+                    direct += 1
+                } else {
+                    let n = min(want, bytes.count - pos)
+                    d.append(Array(bytes[pos..<pos + n]))
+                    pos += n
+                }
+                XCTAssertEqual(d.bufferedBytes + out.reduce(0) { $0 + $1.encoded().count }, pos, "round \(round)")
+                while let f = try d.nextFrame() { out.append(f) }
+            }
+            XCTAssertEqual(out, frames, "round \(round)")
+            XCTAssertEqual(d.bufferedBytes, 0)
+            XCTAssertEqual(d.framesDecoded, frames.count)
+            XCTAssertGreaterThan(direct, 0, "round \(round): the large payloads were filled in place")
+        }
+    }
 }
