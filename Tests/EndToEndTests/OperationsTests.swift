@@ -172,9 +172,10 @@ final class OperationsTests: XCTestCase {
                       "no send event with a rate and an ETA: \(progress)")
         try assertSpacedAtLeastASecond(progress)
 
-        // Second pass: the map is gone, the target hashes its replica slowly.
+        // Second pass: the map is gone, the target hashes its replica slowly: at 120 ms a read
+        // the rebuild takes about 7 s (at 60 ms it took 3-4 s, sometimes only 2 events at 1/s).
         try FileManager.default.removeItem(atPath: h.root + "/vm1/disk0.vzmap")
-        let r2 = try h.replicate(try job(targetFault: "delay-read:60"), timeout: 120)
+        let r2 = try h.replicate(try job(targetFault: "delay-read:120"), timeout: 120)
         XCTAssertEqual(r2.status, 0, r2.stdout + r2.stderr)
         let mapSteps = r2.events("disk-progress").filter { $0["phase"] as? String == "map" && $0["stepBytesTotal"] != nil }
         XCTAssertFalse(mapSteps.isEmpty, "no map progress while the target rebuilt its map: \(r2.stdout)")
