@@ -31,6 +31,10 @@ int vz_punch_hole(int fd, int64_t offset, int64_t length) {
 int64_t vz_seek_data(int fd, int64_t offset) { return lseek(fd, offset, SEEK_DATA); }
 int64_t vz_seek_hole(int fd, int64_t offset) { return lseek(fd, offset, SEEK_HOLE); }
 
+int vz_start_writeback(int fd, int64_t offset, int64_t length) {
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+}
+
 int64_t vz_block_device_size(int fd) {
     uint64_t size = 0;
     if (ioctl(fd, BLKGETSIZE64, &size) != 0) return -1;

@@ -29,4 +29,12 @@ public protocol Replica: BlockReader {
     func isHole(_ extent: Extent) throws -> Bool
     /// Makes every completed write durable; a failure here fails the pass.
     func flush() throws
+    /// Starts writing the extent's completed writes to the medium without waiting, so that
+    /// `flush` at the commit has little left to do. A hint, not a durable step.
+    func startWriteback(_ extent: Extent) throws
+}
+
+extension Replica {
+    /// A medium with no writeback to start (memory, a test double) has nothing to do.
+    public func startWriteback(_ extent: Extent) throws {}
 }

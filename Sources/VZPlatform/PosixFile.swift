@@ -83,6 +83,18 @@ public final class PosixFile: @unchecked Sendable {
         DiskActivity.counter.add(1)
     }
 
+    /// Starts writing the extent's dirty pages to the medium and returns without waiting
+    /// (sync_file_range, SYNC_FILE_RANGE_WRITE), so the next `sync` finds little left to write.
+    /// Not a durable step and not a substitute for `sync`: the kernel may write dirty pages back
+    /// at any time anyway. A file system that cannot do it (EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP)
+    /// is left to write back on its own; an I/O error fails the pass as a write error would.
+    public func startWriteback(_ extent: Extent) throws {
+        let (r, e) = Syscall.call(nil) { vz_start_writeback(fd, Int64(extent.offset), Int64(extent.length)) }
+        guard r != 0 else { return }
+        if [EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP].contains(e) { return }
+        throw Syscall.error("sync_file_range(WRITE) \(extent) of", path, e, kind: errorKind)
+    }
+
     public func truncate(to size: UInt64) throws {
         let (r, e) = Syscall.call(.truncate) { ftruncate(fd, off_t(size)) }
         guard r == 0 else { throw Syscall.error("ftruncate to \(size) bytes", path, e, kind: errorKind) }

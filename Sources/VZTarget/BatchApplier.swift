@@ -78,12 +78,18 @@ final class BatchApplier {
             beforeWritingBatch?(written)
             written += 1
             do {
+                var dirty = ExtentSet()
                 for change in batch {
                     switch change {
-                    case let .block(offset, bytes, _): try bytes.withUnsafeBytes { try replica.write(at: offset, $0) }
+                    case let .block(offset, bytes, _):
+                        try bytes.withUnsafeBytes { try replica.write(at: offset, $0) }
+                        dirty.insert(change.extent)
                     case let .zero(e): try replica.writeZeros(e)
                     }
                 }
+                // Start the batch's writeback now, while the next batch is received, so the
+                // commit's flush waits for the last batch only instead of the whole pass.
+                for e in dirty.extents { try replica.startWriteback(e) }
                 cond.lock(); pending = nil; cond.broadcast(); cond.unlock()
             } catch {
                 cond.lock(); writerError = error; pending = nil; cond.broadcast(); cond.unlock()

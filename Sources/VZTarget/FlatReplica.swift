@@ -60,4 +60,6 @@ public final class FlatReplica: Replica {
     public func holdsNoData() throws -> Bool { try flat.nextData(from: 0).map { $0 >= capacity } ?? true }
 
     public func flush() throws { try flat.sync() }
+
+    public func startWriteback(_ extent: Extent) throws { try flat.startWriteback(extent) }
 }

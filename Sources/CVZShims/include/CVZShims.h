@@ -1,5 +1,5 @@
 // Small C shims for calls and constants Swift cannot see: openat2 (no glibc 2.36 wrapper, and
-// Swift cannot call the variadic syscall()), fallocate flags, SEEK_DATA/SEEK_HOLE.
+// Swift cannot call the variadic syscall()), fallocate flags, SEEK_DATA/SEEK_HOLE, sync_file_range.
 #ifndef CVZSHIMS_H
 #define CVZSHIMS_H
 #include <stdint.h>
@@ -15,6 +15,10 @@ int vz_punch_hole(int fd, int64_t offset, int64_t length);
 /// lseek(fd, offset, SEEK_DATA) / SEEK_HOLE; -1 with errno (ENXIO: no data past offset).
 int64_t vz_seek_data(int fd, int64_t offset);
 int64_t vz_seek_hole(int fd, int64_t offset);
+
+/// sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writeback of the range's
+/// dirty pages without waiting for it (not durable: no metadata, no device cache flush).
+int vz_start_writeback(int fd, int64_t offset, int64_t length);
 
 /// ioctl(fd, BLKGETSIZE64): the size of a block device in bytes, or -1 with errno.
 int64_t vz_block_device_size(int fd);
