@@ -9,6 +9,7 @@ import VZCore
 ///                        write, punch, fsync, rename, unlink) — the crash-point sweep
 ///   eio-write:N          the N-th write fails with EIO (and every later one: "N+")
 ///   eio-fsync:N          the N-th fsync fails with EIO
+///   eio-writeback:N      the N-th sync_file_range (the start of a batch's writeback) fails with EIO
 ///   enospc-write:N       the N-th write fails with ENOSPC
 ///   delay-read:MS        every read sleeps MS milliseconds first (a slow source disk)
 ///   delay-fsync:MS       every fsync sleeps MS milliseconds first (a slow datastore)
@@ -19,6 +20,8 @@ public final class FaultInjector: @unchecked Sendable {
     public enum Operation: String, Sendable {
         /// Not durable: only delayed (delay-read), never counted.
         case read
+        /// Not durable (a writeback hint): counted for eio-writeback only, not for kill-at.
+        case writeback
         case create, mkdir, truncate, write, punch, fsync, rename, unlink
     }
 
@@ -59,7 +62,7 @@ public final class FaultInjector: @unchecked Sendable {
         }
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
-        durableCount += 1
+        if op != .writeback { durableCount += 1 }
         let c = (counts[op] ?? 0) + 1
         counts[op] = c
         for r in rules where r.action == "delay-fsync" && op == .fsync { usleep(useconds_t(r.n) * 1000) }
@@ -70,6 +73,7 @@ public final class FaultInjector: @unchecked Sendable {
                 kill(getpid(), SIGKILL)
             case "eio-write" where op == .write && hit(c): return EIO
             case "eio-fsync" where op == .fsync && hit(c): return EIO
+            case "eio-writeback" where op == .writeback && hit(c): return EIO
             case "enospc-write" where op == .write && hit(c): return ENOSPC
             default: break
             }

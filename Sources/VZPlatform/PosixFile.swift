@@ -89,7 +89,7 @@ public final class PosixFile: @unchecked Sendable {
     /// at any time anyway. A file system that cannot do it (EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP)
     /// is left to write back on its own; an I/O error fails the pass as a write error would.
     public func startWriteback(_ extent: Extent) throws {
-        let (r, e) = Syscall.call(nil) { vz_start_writeback(fd, Int64(extent.offset), Int64(extent.length)) }
+        let (r, e) = Syscall.call(.writeback) { vz_start_writeback(fd, Int64(extent.offset), Int64(extent.length)) }
         guard r != 0 else { return }
         if [EINVAL, ESPIPE, ENOSYS, EOPNOTSUPP].contains(e) { return }
         throw Syscall.error("sync_file_range(WRITE) \(extent) of", path, e, kind: errorKind)

@@ -360,6 +360,12 @@ final class FaultTests: XCTestCase {
         _ = try errorSweep("eio-fsync", andLater: false, kind: "replicaIO", errnoText: "Input/output error")
     }
 
+    /// The writeback a batch starts early (sync_file_range) is a hint, but its I/O error is the
+    /// replica's: the pass fails and rolls back as for a failed write.
+    func testEIOAtEveryWritebackStart() throws {
+        _ = try errorSweep("eio-writeback", andLater: false, kind: "replicaIO", errnoText: "Input/output error")
+    }
+
     func testEIOAtEveryFsyncAndAllLaterOnes() throws {
         _ = try errorSweep("eio-fsync", andLater: true, kind: "replicaIO", errnoText: "Input/output error")
     }
