@@ -10,7 +10,8 @@
 #include <openssl/evp.h>
 
 /* One cached keystream per counter-mode context; a session has two (one each way). */
-enum { KEYSTREAM_BYTES = 64 * 1024, SLOTS = 32 };
+/* BULK_BYTES: a call at least this long, met with an empty cache, goes straight to libcrypto. */
+enum { KEYSTREAM_BYTES = 64 * 1024, SLOTS = 32, BULK_BYTES = 1024 };
 
 typedef struct {
     const EVP_CIPHER_CTX *ctx;
@@ -109,6 +110,15 @@ int EVP_Cipher(EVP_CIPHER_CTX *ctx, unsigned char *out, const unsigned char *in,
     }
     unsigned int done = 0;
     while (done < inl) {
+        if (k->pos == k->len && inl - done >= BULK_BYTES) {
+            /* A whole packet in one call (the vendored libssh2's sends): libcrypto's own CTR is
+             * faster than keystream plus XOR, and with nothing cached the context's counter is
+             * exactly at this point of the stream. */
+            int r = real_cipher(ctx, out + done, in + done, inl - done);
+            if (r != 1 && r != (int)(inl - done)) return r;
+            k->style = r == 1 ? 1 : 0;
+            break;
+        }
         if (k->pos == k->len) {
             int r = real_cipher(ctx, k->bytes, zeros, KEYSTREAM_BYTES);
             if (r != 1 && r != KEYSTREAM_BYTES) { k->pos = k->len = 0; return r; }

@@ -69,7 +69,7 @@ public enum ErrorHint {
                     "check the key pair in the job and the target's authorized_keys line (Appliance/authorized_keys.template)")
         case .noAcceptableCipher:
             return ("the SSH peers share no allowed cipher, MAC or key exchange",
-                    "check the target's sshd configuration (Appliance/sshd_config.d/vzrepl.conf): aes256-ctr and hmac-sha2-256 must be allowed")
+                    "check the target's sshd configuration (Appliance/sshd_config.d/vzrepl.conf): aes256-gcm@openssh.com, or aes256-ctr with hmac-sha2-256, must be allowed")
         case .transport:
             return ("an SSH or transport-level failure",
                     "check the target's sshd log (journalctl -u ssh) and the message; re-run with --verbose")

@@ -70,12 +70,12 @@ public struct KexInitParser {
             case .banner:
                 guard let nl = buffer.firstIndex(of: 0x0A) else {
                     if buffer.count > KexInitParser.maxLineLength {
-                        throw fail(at: consumed, "a line longer than \(KexInitParser.maxLineLength) bytes before the SSH identification line")
+                        throw fail(at: consumed, "a line longer than \(KexInitParser.maxLineLength) bytes before the SSH identification line\(firstLine.map { " (its first line: '\($0)')" } ?? "")")
                     }
                     return nil
                 }
                 guard nl < KexInitParser.maxLineLength else {
-                    throw fail(at: consumed, "a line longer than \(KexInitParser.maxLineLength) bytes before the SSH identification line")
+                    throw fail(at: consumed, "a line longer than \(KexInitParser.maxLineLength) bytes before the SSH identification line\(firstLine.map { " (its first line: '\($0)')" } ?? "")")
                 }
                 var line = buffer[..<nl]
                 if line.last == 0x0D { line = line.dropLast() }

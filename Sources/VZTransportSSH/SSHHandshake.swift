@@ -31,9 +31,9 @@ struct SSHHandshake {
 
         // Before authentication: a server that fails the pin never sees our key.
         let fingerprint = try pin.verify(session: session.session, host: options.host, port: options.port, peer: peer)
-        logger.info("ssh \(options.user)@\(peer): cipher \(negotiated.cipherClientToServer), MAC \(negotiated.macClientToServer), key exchange \(negotiated.kex), host key \(negotiated.hostKey) \(fingerprint)",
+        logger.info("ssh \(options.user)@\(peer): cipher \(negotiated.cipherClientToServer), MAC \(negotiated.macClientToServer), key exchange \(negotiated.kex), host key \(negotiated.hostKey) \(fingerprint), libssh2 \(SSHTransport.library.version)",
                     metadata: ["subsystem": "vzrepl.transport"])
-        logger.debug("ssh \(peer): AES-CTR keystream cache \(SSHTransport.keystreamCache.active ? "active" : "not active (libcrypto's EVP_Cipher is called directly)")")
+        logger.debug("ssh \(peer): AES-CTR keystream cache for per-block calls \(SSHTransport.keystreamCache.active ? "active" : "not active (libcrypto's EVP_Cipher is called directly)")")
 
         let auth = try step("authentication") {
             Int(vz_ssh2_userauth_publickey_fromfile(session.session, options.user, nil, options.identityFile, nil))

@@ -11,7 +11,9 @@
  * with libcrypto's own EVP_Cipher over zeros, and XORs each small call's input with the next
  * bytes of it. CTR's keystream does not depend on the data, so the output is byte for byte what
  * libcrypto would produce; every other cipher and mode goes straight to libcrypto. Nothing else
- * in the process calls EVP_Cipher on a CTR context. */
+ * in the process calls EVP_Cipher on a CTR context. The vendored libssh2 1.11.1 (ThirdParty/libssh2)
+ * encrypts a whole packet per call, which goes straight to libcrypto; it still decrypts block by
+ * block, which the cache serves. */
 
 #include <stddef.h>
 
