@@ -17,6 +17,8 @@
 #     unpinned                                                           (issues 3, 12, aim >= 1.3)
 #     and pinned: the source side (vzrepl-source; lz4 and ssh) on one CPU, a second sshd and all
 #     it spawns (vzrepl-target; lz4 -d) on another, like two hosts      (issue 12, aim >= 1.2)
+#     plus, pinned, for information, the same pipe with ssh -c aes256-gcm@openssh.com (the cipher
+#     vzrepl-source negotiates with the vendored libssh2)
 #     Prints "skipped: <reason>" when sshd is missing or the SSH seed fails; never fails the bench.
 #   - a flat VMDK (a vmfs descriptor over the image) vs the raw image, no-change passes
 #                                                                              (issue 9, aim >= 0.90)
@@ -566,16 +568,18 @@ PY
         fi
         rm -rf "$sroot"
     }
-    # ref LABEL PORT [CPU]: lz4 -1 | ssh -c aes256-ctr | lz4 -d > FILE; sets m ("" on failure).
+    # ref LABEL PORT [CPU [gcm]]: lz4 -1 | ssh -c aes256-ctr -m hmac-sha2-256 | lz4 -d > FILE (with
+    # "gcm": ssh -c aes256-gcm@openssh.com, what vzrepl-source negotiates); sets m ("" on failure).
     ref() {
         local label=$1 port=$2 cpu=${3:-} ref_out="$work/ref-ssh.out" t0 t1 rc=0
-        local pin=()
+        local pin=() crypto=(-c aes256-ctr -m hmac-sha2-256)
         [[ -n "$cpu" ]] && pin=(taskset -c "$cpu")
+        [[ "${4:-}" == gcm ]] && crypto=(-c aes256-gcm@openssh.com)
         m=""
         warm
         t0=$(now)
         "${pin[@]}" lz4 -1 -q -c "$img" |
-            timeout "$pass_timeout" "${pin[@]}" ssh -F /dev/null -c aes256-ctr -m hmac-sha2-256 -i "$d/id_ref" -p "$port" \
+            timeout "$pass_timeout" "${pin[@]}" ssh -F /dev/null "${crypto[@]}" -i "$d/id_ref" -p "$port" \
                 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
                 -o UserKnownHostsFile="$d/known_hosts" -o LogLevel=ERROR \
                 root@127.0.0.1 "lz4 -d -q -c > $(printf %q "$ref_out")" 2>"$d/$label.stderr" || rc=$?
@@ -591,14 +595,22 @@ PY
 
     # Rounds alternate the order, and each round runs the unpinned pair, then the pinned pair.
     local r side kind best_ours_free="" best_ref_free="" best_ours_pin="" best_ref_pin=""
-    local runs_ours_free="" runs_ref_free="" runs_ours_pin="" runs_ref_pin=""
+    local runs_ours_free="" runs_ref_free="" runs_ours_pin="" runs_ref_pin="" best_gcm_pin="" runs_gcm_pin=""
     for ((r = 1; r <= rounds; r++)); do
         for kind in free pinned; do
             [[ $kind == pinned && -z "$pin_dst" ]] && continue
-            local port cpu=""
+            local port cpu="" sides
             if [[ $kind == free ]]; then port=$port_free; else port=$port_pinned; cpu=$pin_src; fi
-            for side in $( (( r % 2 )) && echo "ours ref" || echo "ref ours"); do
-                if [[ $side == ours ]]; then
+            sides=$( (( r % 2 )) && echo "ours ref" || echo "ref ours")
+            # Pinned, also the same pipe with GCM, for information (it is not the issue's reference).
+            [[ $kind == pinned ]] && sides=$( (( r % 2 )) && echo "$sides refgcm" || echo "refgcm $sides")
+            for side in $sides; do
+                if [[ $side == refgcm ]]; then
+                    say "seed through SSH (pinned), lz4 -1 | ssh -c aes256-gcm@openssh.com | lz4 -d, round $r"
+                    ref "ssh-refgcm-$r" "$port" "$cpu" gcm
+                    [[ -n "$m" ]] || continue
+                    runs_gcm_pin+="${runs_gcm_pin:+, }$m"; faster "$m" "$best_gcm_pin" && best_gcm_pin=$m
+                elif [[ $side == ours ]]; then
                     say "seed through SSH ($kind), vzrepl-source, round $r"
                     ours "ssh-seed-$kind-$r" "$port" "$cpu"
                     [[ -n "$m" ]] || continue
@@ -637,6 +649,11 @@ PY
     if [[ -n "$pin_dst" ]]; then
         ssh_pair "seed (ssh, pinned)" "$best_ours_pin" "$best_ref_pin" 1.2
         notes+=("ssh seed (pinned: source side on CPU $pin_src, sshd and what it spawns on CPU $pin_dst) runs: vzrepl ${runs_ours_pin:-none} MB/s, lz4|ssh|lz4 -d ${runs_ref_pin:-none} MB/s")
+        if [[ -n "$best_ours_pin" && -n "$best_gcm_pin" ]]; then
+            rows+=("$(printf "%-24s %-8s %6s MB/s   %-16s %6s MB/s   ratio %5s  (for information: the pipe with GCM)" \
+                "seed (ssh, pinned)" vzrepl "$best_ours_pin" "lz4|ssh gcm|lz4" "$best_gcm_pin" "$(ratio "$best_ours_pin" "$best_gcm_pin")")")
+        fi
+        notes+=("ssh seed (pinned) with ssh -c aes256-gcm@openssh.com runs: ${runs_gcm_pin:-none} MB/s")
     else
         ssh_row "seed (ssh, pinned)" "skipped: needs two CPUs and taskset (util-linux)"
     fi

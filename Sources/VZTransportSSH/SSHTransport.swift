@@ -48,24 +48,31 @@ public final class SSHTransport: ByteStream, @unchecked Sendable {
         (vz_keystream_active() == 1, UInt(vz_keystream_refills()))
     }
 
-    /// The libssh2 this process runs on (its own version string) and whether it has AES-256-GCM:
-    /// `make` builds against the vendored 1.11.1 (ThirdParty/libssh2), which has; Debian 12's
-    /// 1.10, which a plain `swift build` links, has not (aes256-ctr + hmac-sha2-256 then).
-    public static let library: (version: String, hasAESGCM: Bool) = {
+    /// The libssh2 this process runs on: its own version string and the ciphers and MACs it
+    /// implements. `make` builds against the vendored 1.11.1 (ThirdParty/libssh2), which has
+    /// AES-256-GCM and the ETM MACs; Debian 12's 1.10, which a plain `swift build` links, has
+    /// neither (aes256-ctr + hmac-sha2-256 then).
+    public static let library: (version: String, ciphers: [String], macs: [String]) = {
         _ = SSHSession.libraryStatus
         let version = libssh2_version(0).map { String(cString: $0) } ?? "unknown"
-        var gcm = false
+        var ciphers: [String] = [], macs: [String] = []
         if let session = libssh2_session_init_ex(nil, nil, nil, nil) {
-            var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
-            let n = libssh2_session_supported_algs(session, LIBSSH2_METHOD_CRYPT_CS, &algs)
-            if n > 0, let algs {
-                gcm = (0..<Int(n)).contains { algs[$0].map { String(cString: $0) } == "aes256-gcm@openssh.com" }
-                libssh2_free(session, algs)
+            func supported(_ method: Int32) -> [String] {
+                var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+                let n = libssh2_session_supported_algs(session, method, &algs)
+                guard n > 0, let algs else { return [] }
+                defer { libssh2_free(session, algs) }
+                return (0..<Int(n)).compactMap { algs[$0].map { String(cString: $0) } }
             }
+            ciphers = supported(LIBSSH2_METHOD_CRYPT_CS)
+            macs = supported(LIBSSH2_METHOD_MAC_CS)
             libssh2_session_free(session)
         }
-        return (version, gcm)
+        return (version, ciphers, macs)
     }()
+
+    /// Whether the library has aes256-gcm@openssh.com (the cipher the policy prefers).
+    public static var libraryHasAESGCM: Bool { library.ciphers.contains("aes256-gcm@openssh.com") }
 
     /// What libssh2 negotiated, as logged at connect.
     public struct Negotiated: Equatable, Sendable {

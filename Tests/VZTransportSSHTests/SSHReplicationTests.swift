@@ -86,7 +86,7 @@ final class SSHReplicationTests: XCTestCase {
         // source's libssh2 has it: the vendored 1.11.1; aes256-ctr with Debian's 1.10), and the
         // source's log names the same cipher.
         sshd.assertOnlyAES256(minimumKex: 2)
-        let cipher = SSHTransport.library.hasAESGCM ? "aes256-gcm@openssh.com" : "aes256-ctr"
+        let cipher = SSHTransport.libraryHasAESGCM ? "aes256-gcm@openssh.com" : "aes256-ctr"
         XCTAssertEqual(Set(sshd.kexLines.map(\.cipher)), [cipher], sshd.log)
         XCTAssertTrue(log.contains("cipher \(cipher)"), log)
     }

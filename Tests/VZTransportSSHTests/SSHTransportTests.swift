@@ -99,7 +99,7 @@ final class SSHTransportTests: XCTestCase {
         XCTAssertTrue(back == data, "echoed bytes differ")
         // AES-256-GCM when the library has it (the vendored 1.11.1 `make` builds), else
         // aes256-ctr + hmac-sha2-256 (Debian 12's libssh2 1.10): the server offers both.
-        let gcm = SSHTransport.library.hasAESGCM
+        let gcm = SSHTransport.libraryHasAESGCM
         let cipher = gcm ? "aes256-gcm@openssh.com" : "aes256-ctr"
         XCTAssertEqual(t.negotiated.cipherClientToServer, cipher)
         XCTAssertEqual(t.negotiated.cipherServerToClient, cipher)
@@ -171,6 +171,25 @@ final class SSHTransportTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(SSHTransport.keystreamCache.refills - before, 64)
     }
 
+    /// The vendored libssh2 encrypts a whole packet per call (ThirdParty/libssh2): with
+    /// aes256-ctr each MAC computes over different bytes at a different moment (hmac-sha2-256
+    /// over the plain packet before encryption; the ETM MACs over the encrypted one after), and
+    /// sshd verifies every packet's MAC. Each must come back byte for byte.
+    func testAESCTRWithEachMACTheLibraryHasIsExact() throws {
+        let macs = ["hmac-sha2-256", "hmac-sha2-512", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
+            .filter(SSHTransport.library.macs.contains)
+        XCTAssertTrue(macs.contains("hmac-sha2-256"), "libssh2 \(SSHTransport.library.version) lacks hmac-sha2-256: \(SSHTransport.library.macs)")
+        for mac in macs {
+            let s = try server(overrides: ["Ciphers": "aes256-ctr", "MACs": mac])
+            let t = try SSHTransport.connect(options(s), logger: logs.logger())
+            defer { t.close() }
+            XCTAssertEqual(t.negotiated.cipherClientToServer, "aes256-ctr")
+            XCTAssertEqual(t.negotiated.macClientToServer, mac)
+            let data = Self.randomBytes(1 << 20)
+            XCTAssertTrue(try echo(t, data, chunk: 40_009) == data, mac)
+        }
+    }
+
     /// `make` builds the vendored libssh2 and says which version it built
     /// (VZREPL_EXPECT_LIBSSH2): the tests must run on that one, not on Debian's 1.10 picked up by
     /// accident (same -l name), or the SSH rows of the bench and these tests measure the wrong
@@ -180,7 +199,8 @@ final class SSHTransportTests: XCTestCase {
             throw XCTSkip("not run by make: VZREPL_EXPECT_LIBSSH2 is not set")
         }
         XCTAssertEqual(SSHTransport.library.version, expected)
-        XCTAssertTrue(SSHTransport.library.hasAESGCM, "libssh2 \(SSHTransport.library.version) has no aes256-gcm@openssh.com")
+        XCTAssertTrue(SSHTransport.libraryHasAESGCM, "libssh2 \(SSHTransport.library.version) has no aes256-gcm@openssh.com: \(SSHTransport.library.ciphers)")
+        XCTAssertTrue(SSHTransport.library.macs.contains("hmac-sha2-256-etm@openssh.com"), "\(SSHTransport.library.macs)")
     }
 
     func testTargetStderrReachesTheLogAndStdoutStaysClean() throws {
