@@ -57,7 +57,7 @@ bench: build
 	VZREPL_BIN="$(BIN)" Scripts/bench.sh
 	VZREPL_BIN="$(BIN)" Scripts/bench-abm.sh
 
-fuzz: libssh2
+fuzz: deps
 	Scripts/fuzz.sh
 
 clean:
