@@ -596,6 +596,11 @@ PY
     # Rounds alternate the order, and each round runs the unpinned pair, then the pinned pair.
     local r side kind best_ours_free="" best_ref_free="" best_ours_pin="" best_ref_pin=""
     local runs_ours_free="" runs_ref_free="" runs_ours_pin="" runs_ref_pin="" best_gcm_pin="" runs_gcm_pin=""
+    keep() {  # keep KEY: adds this run's $m to runs_KEY and keeps the fastest in best_KEY
+        local -n runs_of="runs_$1" best_of="best_$1"
+        runs_of+="${runs_of:+, }$m"
+        if faster "$m" "$best_of"; then best_of=$m; fi
+    }
     for ((r = 1; r <= rounds; r++)); do
         for kind in free pinned; do
             [[ $kind == pinned && -z "$pin_dst" ]] && continue
@@ -605,30 +610,18 @@ PY
             # Pinned, also the same pipe with GCM, for information (it is not the reference).
             [[ $kind == pinned ]] && sides=$( (( r % 2 )) && echo "$sides refgcm" || echo "refgcm $sides")
             for side in $sides; do
-                if [[ $side == refgcm ]]; then
-                    say "seed through SSH (pinned), lz4 -1 | ssh -c aes256-gcm@openssh.com | lz4 -d, round $r"
-                    ref "ssh-refgcm-$r" "$port" "$cpu" gcm
-                    [[ -n "$m" ]] || continue
-                    runs_gcm_pin+="${runs_gcm_pin:+, }$m"; faster "$m" "$best_gcm_pin" && best_gcm_pin=$m
-                elif [[ $side == ours ]]; then
-                    say "seed through SSH ($kind), vzrepl-source, round $r"
-                    ours "ssh-seed-$kind-$r" "$port" "$cpu"
-                    [[ -n "$m" ]] || continue
-                    if [[ $kind == free ]]; then
-                        runs_ours_free+="${runs_ours_free:+, }$m"; faster "$m" "$best_ours_free" && best_ours_free=$m
-                    else
-                        runs_ours_pin+="${runs_ours_pin:+, }$m"; faster "$m" "$best_ours_pin" && best_ours_pin=$m
-                    fi
-                else
-                    say "seed through SSH ($kind), reference lz4 -1 | ssh -c aes256-ctr -m hmac-sha2-256 | lz4 -d, round $r"
-                    ref "ssh-ref-$kind-$r" "$port" "$cpu"
-                    [[ -n "$m" ]] || continue
-                    if [[ $kind == free ]]; then
-                        runs_ref_free+="${runs_ref_free:+, }$m"; faster "$m" "$best_ref_free" && best_ref_free=$m
-                    else
-                        runs_ref_pin+="${runs_ref_pin:+, }$m"; faster "$m" "$best_ref_pin" && best_ref_pin=$m
-                    fi
-                fi
+                case $side in
+                    refgcm)
+                        say "seed through SSH (pinned), lz4 -1 | ssh -c aes256-gcm@openssh.com | lz4 -d, round $r"
+                        ref "ssh-refgcm-$r" "$port" "$cpu" gcm ;;
+                    ours)
+                        say "seed through SSH ($kind), vzrepl-source, round $r"
+                        ours "ssh-seed-$kind-$r" "$port" "$cpu" ;;
+                    ref)
+                        say "seed through SSH ($kind), reference lz4 -1 | ssh -c aes256-ctr -m hmac-sha2-256 | lz4 -d, round $r"
+                        ref "ssh-ref-$kind-$r" "$port" "$cpu" ;;
+                esac
+                [[ -n "$m" ]] && keep "${side/refgcm/gcm}_${kind/pinned/pin}"
             done
         done
     done

@@ -79,16 +79,5 @@ public final class Console: @unchecked Sendable {
         return lines.map { "\r\u{1B}[2K" + $0 + "\n" }.joined()
     }
 
-    private func write(_ s: String) {
-        var bytes = Array(s.utf8)
-        bytes.withUnsafeMutableBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                done += n
-            }
-        }
-    }
+    private func write(_ s: String) { Syscall.writeBestEffort(fd, Array(s.utf8)) }
 }

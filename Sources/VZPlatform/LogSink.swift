@@ -49,7 +49,7 @@ public final class LogSink: @unchecked Sendable {
     func write(_ line: String, important: Bool = true) {
         lock.lock()
         defer { lock.unlock() }
-        var bytes = Array(line.utf8)
+        let bytes = Array(line.utf8)
         if toStderr { Console.shared.log(line, important: important, inFile: fd >= 0) }
         guard fd >= 0, let p = filePath else { return }
         var mine = stat(), atPath = stat()
@@ -64,18 +64,7 @@ public final class LogSink: @unchecked Sendable {
             _ = flock(fd, LOCK_UN)
             guard reopen() else { return }
         }
-        writeAll(fd, &bytes)
+        Syscall.writeBestEffort(fd, bytes)
     }
 
-    private func writeAll(_ descriptor: Int32, _ bytes: inout [UInt8]) {
-        bytes.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(descriptor, buf.baseAddress! + done, buf.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                done += n
-            }
-        }
-    }
 }

@@ -37,6 +37,20 @@ public enum Syscall {
         call(nil, body)
     }
 
+    /// write(2) until all of `bytes` is written or a write fails (EINTR retried), for the
+    /// diagnostic streams (logs, the terminal): a failure there has nowhere to be reported, so
+    /// the rest is dropped. Not for replica or record data (PosixFile throws).
+    public static func writeBestEffort(_ fd: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let (n, _) = retrying { Glibc.write(fd, buf.baseAddress! + done, buf.count - done) }
+                if n <= 0 { return }
+                done += n
+            }
+        }
+    }
+
     /// close(2), never retried: on Linux the descriptor is released even when close reports
     /// EINTR, and a retry could close a descriptor another thread just opened.
     @inline(__always)
